@@ -1,0 +1,907 @@
+/**
+ * Replicator ships one SQLite database's WAL to a ReplicaClient in Litestream v0.3's format.
+ *
+ * One async loop per database owns all of its state. A pass ("sync") reads the WAL-index header from `-shm`,
+ * reads the committed WAL frames past the shipped position straight from the `-wal` file, validates salts and
+ * the checksum chain, and uploads them as one LZ4 frame per segment. There is no shadow WAL on local disk.
+ *
+ * Continuity. Litestream keeps a read transaction open forever so the WAL cannot restart under it, which makes an
+ * application's TRUNCATE checkpoint wait out its whole busy timeout. We hold a read transaction only while there
+ * are unshipped frames, and prove continuity across WAL restarts instead: SQLite increments the WAL-index
+ * counter iChange on every commit, so when the WAL restarted while we were not holding it, the number of commits
+ * since our shipped position must equal the commits we can still read (the old incarnation's tail plus the new
+ * one). If it does not, a commit was checkpointed away unseen and a new generation starts with a fresh snapshot.
+ * @module
+ */
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { hasCode, errorMessage, ReplicaError } from './errors.js'
+import { decodeFrame, encodeFrame, FrameEncoder } from './lz4.js'
+import { MAX_INDEX, MAX_OFFSET } from './keys.js'
+import { NOOP_LOGGER, type Logger } from './log.js'
+import type { ReplicaClient } from './replica-client.js'
+import type { Pos, ReplicatorStatus } from './types.js'
+export type { ReplicatorState, ReplicatorStatus } from './types.js'
+import { checkFrames, frameSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from './wal/format.js'
+import { imageChunks, imageStream, type PageOverlay } from './wal/image.js'
+import { readShmHeader, type ShmHeader } from './wal/shm.js'
+import { checkDbFile, SqliteHandle } from './wal/sqlite-handle.js'
+import { defaultMetaDir, loadState, saveState, type PersistedState } from './wal/state-file.js'
+
+/** DEFAULT_SYNC_INTERVAL_MS is Litestream's sync-interval: the least time between two uploads of one database. */
+export const DEFAULT_SYNC_INTERVAL_MS = 1000
+/** DEFAULT_MIN_CHECKPOINT_PAGES is Litestream's min-checkpoint-page-count: PASSIVE checkpoint past this many WAL frames. */
+export const DEFAULT_MIN_CHECKPOINT_PAGES = 1000
+/** DEFAULT_TRUNCATE_PAGES is Litestream's TruncatePageN: TRUNCATE checkpoint past this many WAL frames. */
+export const DEFAULT_TRUNCATE_PAGES = 500_000
+/** DEFAULT_RETENTION_MS is Litestream's retention: 24 hours. */
+export const DEFAULT_RETENTION_MS = 24 * 3600_000
+/** DEFAULT_RETENTION_CHECK_INTERVAL_MS is Litestream's retention-check-interval: 1 hour. */
+export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 3600_000
+/** MAX_SEGMENT_BYTES caps one segment's uncompressed size; a larger run of frames is split on commit frames. */
+export const MAX_SEGMENT_BYTES = 64 << 20
+/** SNAPSHOT_BUFFER_LIMIT: images up to this size are compressed in memory; larger ones are streamed. */
+const SNAPSHOT_BUFFER_LIMIT = 32 << 20
+/** Offsets must stay below 4 GiB; keep a margin so the last segment of an index still fits. */
+const OFFSET_LIMIT = MAX_OFFSET - MAX_SEGMENT_BYTES
+
+/** ReplicatorOptions configures one replicator. Durations are in milliseconds. */
+export interface ReplicatorOptions {
+  readonly dbPath: string
+  readonly client: ReplicaClient
+  readonly log?: Logger
+  /** metaDir holds the state file. Default: Litestream's `<dir>/.<name>-litestream`. */
+  readonly metaDir?: string
+  /** syncIntervalMs is the least time between uploads. 0 ships on every change. Default 1000. */
+  readonly syncIntervalMs?: number
+  /** minCheckpointPages triggers a PASSIVE checkpoint after shipping. 0 disables. Default 1000. */
+  readonly minCheckpointPages?: number
+  /** truncatePages triggers a TRUNCATE checkpoint (the backstop against runaway WALs). 0 disables. Default 500000. */
+  readonly truncatePages?: number
+  /** snapshotIntervalMs takes a new snapshot of a database that changed since its last one. 0 disables. Default: retention. */
+  readonly snapshotIntervalMs?: number
+  /** retentionMs keeps restore points this far back. 0 disables retention. Default 24 h. */
+  readonly retentionMs?: number
+  /** retentionCheckIntervalMs is the least time between retention passes of an active database. Default 1 h. */
+  readonly retentionCheckIntervalMs?: number
+  /** onStatus is called with every new status. */
+  readonly onStatus?: (status: ReplicatorStatus) => void
+  /** now is the clock (tests inject one). */
+  readonly now?: () => number
+}
+
+interface Shipped {
+  /** header of the incarnation shipped as the current index; null when nothing of it has been shipped. */
+  header: WalHeader | null
+  /** offset is the end of what was shipped in the current index (0 = nothing). */
+  offset: number
+  checksum: readonly [number, number]
+}
+
+interface ReadWal {
+  readonly bytes: Buffer
+  readonly start: number
+}
+
+type Plan =
+  | { readonly kind: 'ship'; readonly tail: Buffer | null; readonly tailCommits: number; readonly tailChecksum: readonly [number, number]; readonly next: NextIncarnation | null }
+  | { readonly kind: 'new-generation'; readonly reason: string }
+  | { readonly kind: 'retry'; readonly reason: string }
+
+interface NextIncarnation {
+  readonly header: WalHeader
+  readonly body: Buffer // header + frames up to mxFrame
+  readonly commits: number
+  readonly checksum: readonly [number, number]
+}
+
+/** Replicator replicates one database. All mutable state is written by its loop (or by close, after the loop ended). */
+export class Replicator {
+  readonly #opts: Required<Omit<ReplicatorOptions, 'onStatus' | 'log' | 'metaDir'>> & Pick<ReplicatorOptions, 'onStatus'>
+  readonly #log: Logger
+  readonly #metaDir: string
+  readonly #walPath: string
+  readonly #shmPath: string
+  readonly #shmBuf = Buffer.alloc(104)
+
+  #handle: SqliteHandle | null = null
+  #dbIno = ''
+  #pageSize = 0
+  #generation = ''
+  #index = 0
+  #shipped: Shipped = { header: null, offset: 0, checksum: [0, 0] }
+  /** iChange at the shipped position; undefined when unknown (before the first pass after opening). */
+  #iChangeBase: number | undefined
+  /** trustRestart: the database file was untouched since our clean close, so a WAL restart lost nothing. */
+  #trustRestart = false
+  #lastSegment: { index: number; offset: number; size: number } | null = null
+  #changedSinceSnapshot = false
+  #lastRetentionAt = 0
+
+  #dirtySince: number | null = null
+  /** changeSeq counts notifications, so a pass knows whether changes arrived while it ran. */
+  #changeSeq = 0
+  #urgent = false
+  #releaseRequested = false
+  #wake: (() => void) | null = null
+  #status: ReplicatorStatus
+  #loop: Promise<void> | null = null
+  #loopAbort = new AbortController()
+  #closing: Promise<void> | null = null
+  #passChain: Promise<void> = Promise.resolve()
+  readonly #started = deferred()
+
+  constructor(opts: ReplicatorOptions) {
+    const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS
+    this.#opts = Object.freeze({
+      dbPath: path.resolve(opts.dbPath),
+      client: opts.client,
+      syncIntervalMs: opts.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
+      minCheckpointPages: opts.minCheckpointPages ?? DEFAULT_MIN_CHECKPOINT_PAGES,
+      truncatePages: opts.truncatePages ?? DEFAULT_TRUNCATE_PAGES,
+      snapshotIntervalMs: opts.snapshotIntervalMs ?? retentionMs,
+      retentionMs,
+      retentionCheckIntervalMs: opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+      onStatus: opts.onStatus,
+      now: opts.now ?? Date.now,
+    })
+    this.#log = opts.log ?? NOOP_LOGGER
+    this.#metaDir = opts.metaDir ?? defaultMetaDir(this.#opts.dbPath)
+    this.#walPath = `${this.#opts.dbPath}-wal`
+    this.#shmPath = `${this.#opts.dbPath}-shm`
+    this.#status = Object.freeze({
+      state: 'starting',
+      generation: '',
+      index: 0,
+      offset: 0,
+      pageSize: 0,
+      lastSyncAt: null,
+      lastSnapshotAt: null,
+      lagMs: 0,
+      lastLagMs: 0,
+      bytesShipped: 0,
+      objectsWritten: 0,
+      generationsStarted: 0,
+      lastError: null,
+    })
+  }
+
+  /** dbPath is the absolute path of the database. */
+  get dbPath(): string {
+    return this.#opts.dbPath
+  }
+
+  /** status returns the latest status, with lag computed now. */
+  status(): ReplicatorStatus {
+    const lagMs = this.#dirtySince === null ? 0 : this.#opts.now() - this.#dirtySince
+    return lagMs === this.#status.lagMs ? this.#status : Object.freeze({ ...this.#status, lagMs })
+  }
+
+  /** pos returns the replicated position. */
+  pos(): Pos {
+    return { generation: this.#generation, index: this.#index, offset: this.#shipped.offset }
+  }
+
+  /**
+   * notify tells the replicator that its files changed: 'wal' for the `-wal` file, 'db' for the database file
+   * (an application checkpoint is backfilling). It never does I/O beyond taking the read lock.
+   */
+  notify(kind: 'wal' | 'db' = 'wal'): void {
+    this.#changeSeq++
+    if (this.#dirtySince === null) this.#dirtySince = this.#opts.now()
+    if (kind === 'db') {
+      // Someone is checkpointing: once caught up, let go of the WAL so their checkpoint need not wait on us.
+      this.#urgent = true
+      this.#releaseRequested = true
+    } else if (this.#handle && this.#generation !== '') {
+      // Pin the WAL right away so a checkpoint cannot restart it before we read the new frames.
+      try {
+        this.#handle.beginRead()
+      } catch {
+        // SQLITE_BUSY: the next pass retries.
+      }
+    }
+    const wake = this.#wake
+    this.#wake = null
+    wake?.()
+  }
+
+  /** start opens the database and runs the loop in the background until close(). */
+  start(): void {
+    if (this.#loop) return
+    this.#loop = this.#run(this.#loopAbort.signal)
+  }
+
+  /** running reports whether start() was called and close() has not finished. */
+  get running(): boolean {
+    return this.#loop !== null && this.#closing === null
+  }
+
+  async #run(signal: AbortSignal): Promise<void> {
+    let backoffMs = 0
+    let lastAttemptAt = -Infinity
+    this.notify() // the first pass opens the database and catches up
+    while (!signal.aborted) {
+      const now = this.#opts.now()
+      let dueAt: number
+      if (backoffMs > 0) dueAt = lastAttemptAt + backoffMs
+      else if (this.#dirtySince === null) dueAt = Infinity
+      else if (this.#urgent) dueAt = now
+      else dueAt = lastAttemptAt + this.#opts.syncIntervalMs
+      if (dueAt > now) {
+        await this.#sleep(dueAt - now, signal)
+        continue
+      }
+      lastAttemptAt = now
+      try {
+        await this.sync()
+        backoffMs = 0
+        this.#started.resolve()
+      } catch (err) {
+        this.#started.resolve()
+        if (signal.aborted) break
+        backoffMs = Math.min(Math.max(backoffMs * 2, 250), 30_000)
+        const msg = errorMessage(err)
+        this.#log.error({ err: msg, backoffMs }, 'sync failed')
+        this.#publish({ state: 'error', lastError: msg })
+      }
+    }
+  }
+
+  #sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', done)
+        this.#wake = null
+        resolve()
+      }
+      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined
+      signal.addEventListener('abort', done, { once: true })
+      this.#wake = done
+    })
+  }
+
+  /**
+   * sync runs one pass: open if needed, ship every committed frame, then checkpoint, snapshot and enforce
+   * retention when due. Tests call it directly. Throws on failure; the position never advances past what the
+   * replica acknowledged.
+   */
+  sync(): Promise<Pos> {
+    return this.#exclusive(() => this.#syncPass())
+  }
+
+  /** syncNow is the acknowledgement barrier: it resolves once everything committed before the call is durable. */
+  syncNow(): Promise<Pos> {
+    if (this.#closing) return Promise.reject(new ReplicaError('CLOSED', 'replicator is closed'))
+    return this.sync()
+  }
+
+  /** snapshotNow ships everything, then writes a snapshot of the current state. */
+  snapshotNow(): Promise<Pos> {
+    if (this.#closing) return Promise.reject(new ReplicaError('CLOSED', 'replicator is closed'))
+    return this.snapshot()
+  }
+
+  /** whenStarted resolves after the first pass of the loop, successful or not. */
+  whenStarted(): Promise<void> {
+    return this.#started.promise
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#passChain.then(fn, fn)
+    this.#passChain = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    return run
+  }
+
+  async #syncPass(): Promise<Pos> {
+    const startedDirty = this.#dirtySince
+    const startedSeq = this.#changeSeq
+    const startedAt = this.#opts.now()
+    this.#urgent = false
+    if (!this.#handle) await this.#open()
+    const handle = this.#handle!
+    for (let attempt = 0; ; attempt++) {
+      this.#checkDbIdentity()
+      handle.beginRead()
+      const shm = this.#readShm()
+      if (!shm) {
+        if (attempt < 3) continue
+        throw new ReplicaError('WAL_INVALID', 'wal index (-shm) header unreadable')
+      }
+      if (this.#generation === '') {
+        await this.#newGeneration('no generation exists')
+        continue
+      }
+      const plan = this.#plan(shm)
+      if (plan.kind === 'retry') {
+        if (attempt < 5) continue
+        await this.#newGeneration(plan.reason)
+        continue
+      }
+      if (plan.kind === 'new-generation') {
+        await this.#newGeneration(plan.reason)
+        continue
+      }
+      await this.#ship(plan, shm)
+      const after = this.#readShm()
+      if (!after || this.#caughtUpTo(shm) || attempt > 10_000) break
+    }
+    // Caught up: checkpoint, snapshot and retention only run when everything committed is durable.
+    await this.#afterShip()
+    if (startedDirty !== null) this.#publish({ lastLagMs: this.#opts.now() - startedDirty })
+    // Changes notified while this pass ran may not be in it: keep them pending.
+    this.#dirtySince = this.#changeSeq === startedSeq ? null : startedAt
+    this.#publish({ state: 'idle', lastSyncAt: this.#opts.now(), lastError: null })
+    return this.pos()
+  }
+
+  #checkDbIdentity(): void {
+    let st: fs.BigIntStats
+    try {
+      st = fs.statSync(this.#opts.dbPath, { bigint: true })
+    } catch (err) {
+      throw new ReplicaError('NOT_FOUND', `database ${this.#opts.dbPath} is gone`, { cause: err })
+    }
+    if (`${st.dev}:${st.ino}` !== this.#dbIno) {
+      // Replaced by rename or deleted and recreated: a different database from here on.
+      this.#log.info({ reason: 'database file replaced' }, 'reopening database')
+      this.#closeHandle()
+      this.#openHandle()
+      this.#generation = ''
+    }
+  }
+
+  #openHandle(): void {
+    const check = checkDbFile(this.#opts.dbPath)
+    if (!check.ok) throw new ReplicaError('NOT_SQLITE', `${this.#opts.dbPath}: ${check.detail}`)
+    const st = fs.statSync(this.#opts.dbPath, { bigint: true })
+    this.#handle = SqliteHandle.open(this.#opts.dbPath)
+    this.#dbIno = `${st.dev}:${st.ino}`
+    this.#pageSize = check.pageSize
+    this.#iChangeBase = undefined
+  }
+
+  #closeHandle(): void {
+    try {
+      this.#handle?.close()
+    } finally {
+      this.#handle = null
+    }
+  }
+
+  /** open connects to the database and restores the shipped position from the state file and the replica. */
+  async #open(): Promise<void> {
+    this.#openHandle()
+    const st = loadState(this.#metaDir)
+    if (!st) return
+    const reject = (reason: string): void => {
+      this.#log.info({ reason, generation: st.generation }, 'not resuming generation')
+    }
+    if (st.pageSize !== this.#pageSize) return reject('page size changed')
+    if (st.dbIno !== this.#dbIno) return reject('database file replaced')
+    // The replica is the truth: its newest segment must be the one the state file recorded.
+    const [snaps, segs] = await Promise.all([this.#opts.client.snapshots(st.generation), this.#opts.client.walSegments(st.generation)])
+    if (snaps.length === 0) return reject('generation has no snapshot in the replica')
+    const last = segs.at(-1)
+    const want = st.lastSegment
+    if (want ? !last || last.index !== want.index || last.offset !== want.offset || last.size !== want.size : last !== undefined) {
+      return reject('replica does not end where the state file says')
+    }
+    if (segs.length > 0 && last!.index > st.index) return reject('replica is ahead of the state file')
+    // Physical continuity: the WAL still holds what we shipped, or the database is untouched since our clean close.
+    const header = st.header ? Buffer.from(st.header, 'base64') : null
+    const untouched = st.clean && st.dbStatAfterClose !== null && sameStat(this.#opts.dbPath, st.dbStatAfterClose)
+    const walHead = readAt(this.#walPath, 0, WAL_HEADER_SIZE)
+    let continues = false
+    if (header && walHead && walHead.equals(header) && st.offset >= WAL_HEADER_SIZE) {
+      const fsz = frameSize(st.pageSize)
+      if (st.offset === WAL_HEADER_SIZE) continues = true
+      else {
+        const fh = readAt(this.#walPath, st.offset - fsz, 24)
+        continues = fh !== null && fh.readUInt32BE(16) === st.checksum[0] && fh.readUInt32BE(20) === st.checksum[1] && fh.compare(header, 16, 24, 8, 16) === 0
+      }
+    }
+    if (!continues && !untouched) return reject('wal changed while not replicating')
+    this.#generation = st.generation
+    this.#index = st.index
+    const parsed = header ? parseWalHeader(header) : null
+    this.#shipped = { header: parsed?.ok ? parsed.header : null, offset: st.offset, checksum: st.checksum }
+    this.#lastSegment = st.lastSegment ? { ...st.lastSegment } : null
+    this.#trustRestart = untouched
+    const lastSnap = snaps.at(-1)!
+    this.#lastSnapshotAtMs = lastSnap.createdAt.getTime()
+    this.#publish({ generation: st.generation, index: st.index, offset: st.offset, pageSize: this.#pageSize, lastSnapshotAt: this.#lastSnapshotAtMs })
+    // Not clean any more until the next graceful close.
+    this.#saveState(false, null, true)
+    this.#log.info({ generation: st.generation, index: st.index, offset: st.offset, trusted: untouched }, 'resuming generation')
+  }
+
+  #lastSnapshotAtMs: number | null = null
+
+  #readShm(): ShmHeader | undefined {
+    let fd: number
+    try {
+      fd = fs.openSync(this.#shmPath, 'r')
+    } catch {
+      return undefined
+    }
+    try {
+      return readShmHeader(fd, this.#shmBuf)
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  /** plan decides what to ship, reading and validating WAL bytes synchronously (no await, so nothing moves). */
+  #plan(shm: ShmHeader): Plan {
+    if (shm.pageSize !== 0 && shm.pageSize !== this.#pageSize && shm.mxFrame > 0) return { kind: 'new-generation', reason: 'page size changed' }
+    const fsz = frameSize(this.#pageSize)
+    const walHead = readAt(this.#walPath, 0, WAL_HEADER_SIZE)
+    const parsed = walHead ? parseWalHeader(walHead) : null
+    const wh = parsed?.ok ? parsed.header : null
+    const cur = this.#shipped
+    const shmInCurrent = cur.header !== null && shm.salt1 === cur.header.salt1 && shm.salt2 === cur.header.salt2
+    if (shmInCurrent && (wh === null || !wh.bytes.equals(cur.header!.bytes))) return { kind: 'retry', reason: 'wal header and wal index disagree' }
+
+    if (shmInCurrent && wh !== null) {
+      const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
+      if (end < cur.offset) return { kind: 'new-generation', reason: 'wal truncated by another process' }
+      if (end === cur.offset) return { kind: 'ship', tail: null, tailCommits: 0, tailChecksum: cur.checksum, next: null }
+      const start = Math.max(cur.offset, WAL_HEADER_SIZE)
+      // Read at most MAX_SEGMENT_BYTES per pass (more only for one huge transaction); sync() loops until caught up.
+      const seed = cur.offset <= WAL_HEADER_SIZE ? wh.checksum : cur.checksum
+      let len = Math.min(end - start, Math.floor(MAX_SEGMENT_BYTES / fsz) * fsz)
+      let bytes = readAt(this.#walPath, start, len)
+      if (!bytes) return { kind: 'retry', reason: 'wal shorter than its index says' }
+      let run = checkFrames(wh, seed, bytes, 0, bytes.length, Infinity)
+      if (run.frames * fsz === len && run.commitFrames === 0 && len < end - start) {
+        len = end - start
+        bytes = readAt(this.#walPath, start, len)
+        if (!bytes) return { kind: 'retry', reason: 'wal shorter than its index says' }
+        run = checkFrames(wh, seed, bytes, 0, bytes.length, Infinity)
+      }
+      const complete = len === end - start ? run.commitFrames * fsz === len : run.frames * fsz === len && run.commitFrames > 0
+      if (!complete) return { kind: 'retry', reason: `wal overwritten by another process (${run.stop} at frame ${run.frames + 1})` }
+      const frames = bytes.subarray(0, run.commitFrames * fsz)
+      const body = cur.offset === 0 ? Buffer.concat([wh.bytes, frames]) : frames
+      return { kind: 'ship', tail: body, tailCommits: run.commits, tailChecksum: run.checksum, next: null }
+    }
+
+    // The WAL restarted (or nothing of the current index was shipped yet). Read what is left of the old
+    // incarnation, then the new one, and prove with iChange that no commit fell between them.
+    let tail: Buffer | null = null
+    let tailCommits = 0
+    let tailChecksum = cur.checksum
+    if (cur.header !== null && cur.offset > 0) {
+      const size = fileSize(this.#walPath)
+      if (size > cur.offset) {
+        const avail = Math.floor((size - cur.offset) / fsz) * fsz
+        const bytes = readAt(this.#walPath, cur.offset, Math.min(avail, MAX_SEGMENT_BYTES))
+        if (bytes) {
+          const run = checkFrames(cur.header, cur.checksum, bytes, 0, bytes.length, Infinity)
+          if (run.commitFrames > 0) {
+            tail = bytes.subarray(0, run.commitFrames * fsz)
+            tailCommits = run.commits
+            tailChecksum = run.checksum
+          }
+        }
+      }
+    }
+    let next: NextIncarnation | null = null
+    if (shm.mxFrame > 0) {
+      if (!wh) return { kind: 'retry', reason: 'wal header missing while its index has frames' }
+      if (shm.salt1 !== wh.salt1 || shm.salt2 !== wh.salt2) return { kind: 'retry', reason: 'wal restarted while reading' }
+      const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
+      const bytes = readAt(this.#walPath, 0, end)
+      if (!bytes) return { kind: 'retry', reason: 'wal shorter than its index says' }
+      const run = checkFrames(wh, wh.checksum, bytes, WAL_HEADER_SIZE, bytes.length, Infinity)
+      if (WAL_HEADER_SIZE + run.commitFrames * fsz !== bytes.length) return { kind: 'retry', reason: `wal changed while reading (${run.stop})` }
+      next = { header: wh, body: bytes, commits: run.commits, checksum: run.checksum }
+    }
+    if (tail === null && next === null && cur.header === null) {
+      // Nothing shipped in this index and nothing new: just move the baseline.
+      if (this.#iChangeBase !== undefined && ((shm.iChange - this.#iChangeBase) >>> 0) !== 0 && !this.#trustRestart) {
+        return { kind: 'new-generation', reason: 'commits lost while the wal restarted' }
+      }
+      return { kind: 'ship', tail: null, tailCommits: 0, tailChecksum: cur.checksum, next: null }
+    }
+    const seen = tailCommits + (next?.commits ?? 0)
+    if (this.#iChangeBase === undefined) {
+      if (!this.#trustRestart) return { kind: 'new-generation', reason: 'wal restarted while not replicating' }
+    } else if (((shm.iChange - this.#iChangeBase) >>> 0) !== seen && !this.#trustRestart) {
+      return {
+        kind: 'new-generation',
+        reason: `commits lost while the wal restarted (${(shm.iChange - this.#iChangeBase) >>> 0} committed, ${seen} readable)`,
+      }
+    }
+    return { kind: 'ship', tail, tailCommits, tailChecksum, next }
+  }
+
+  async #ship(plan: Extract<Plan, { kind: 'ship' }>, shm: ShmHeader): Promise<void> {
+    if (plan.tail) {
+      await this.#uploadRun(plan.tail, this.#shipped.offset)
+    }
+    const restarted = (): boolean => this.#shipped.header !== null && this.#shipped.offset > 0 && (shm.salt1 !== this.#shipped.header.salt1 || shm.salt2 !== this.#shipped.header.salt2)
+    if (restarted()) {
+      // The shipped incarnation is complete: the next one is the next index, from offset 0.
+      if (this.#index + 1 > MAX_INDEX) throw new ReplicaError('WAL_INVALID', 'max index exceeded')
+      this.#index++
+      this.#shipped = { header: null, offset: 0, checksum: [0, 0] }
+    }
+    if (plan.next) {
+      this.#shipped = { header: plan.next.header, offset: 0, checksum: plan.next.header.checksum }
+      await this.#uploadRun(plan.next.body, 0)
+    }
+    if (this.#caughtUp(shm)) this.#iChangeBase = shm.iChange
+    this.#trustRestart = false
+    if (plan.tail || plan.next) this.#changedSinceSnapshot = true
+    this.#saveState(false)
+    this.#publish({ state: 'replicating', generation: this.#generation, index: this.#index, offset: this.#shipped.offset })
+  }
+
+  /**
+   * uploadRun ships bytes (frames, preceded by the WAL header when at offset 0) as one or more segments of the
+   * current index, each ending on a commit frame, advancing the shipped position after each acknowledgement.
+   */
+  async #uploadRun(bytes: Buffer, offset: number): Promise<void> {
+    const header = this.#shipped.header!
+    const fsz = frameSize(this.#pageSize)
+    let p = 0
+    while (p < bytes.length) {
+      const segStart = offset + p
+      if (segStart > OFFSET_LIMIT) throw new ReplicaError('WAL_INVALID', `wal index ${this.#index} reached the 4 GiB offset limit; waiting for a checkpoint`)
+      // Find the last commit frame within MAX_SEGMENT_BYTES (or the first one past it for a huge transaction).
+      const frameStart = segStart === 0 ? p + WAL_HEADER_SIZE : p
+      let cut = -1
+      for (let f = frameStart; f + fsz <= bytes.length; f += fsz) {
+        if (bytes.readUInt32BE(f + 4) !== 0) {
+          cut = f + fsz
+          if (cut - p >= MAX_SEGMENT_BYTES) break
+        }
+      }
+      if (cut < 0) throw new ReplicaError('WAL_INVALID', 'segment does not end on a commit frame')
+      const seg = bytes.subarray(p, cut)
+      const last = cut - fsz
+      const checksum: [number, number] = [bytes.readUInt32BE(last + 16), bytes.readUInt32BE(last + 20)]
+      const body = encodeFrame(seg)
+      let commits = 0
+      for (let f = segStart === 0 ? WAL_HEADER_SIZE : 0; f < seg.length; f += fsz) if (seg.readUInt32BE(f + 4) !== 0) commits++
+      const info = await this.#opts.client.writeWalSegment(this.#generation, this.#index, segStart, body)
+      this.#shipped = { header, offset: segStart + seg.length, checksum }
+      if (this.#iChangeBase !== undefined) this.#iChangeBase = (this.#iChangeBase + commits) >>> 0
+      this.#lastSegment = { index: this.#index, offset: segStart, size: info.size }
+      this.#publish({ bytesShipped: this.#status.bytesShipped + seg.length, objectsWritten: this.#status.objectsWritten + 1, offset: this.#shipped.offset })
+      this.#log.debug({ index: this.#index, offset: segStart, bytes: seg.length }, 'wal segment uploaded')
+      p = cut
+    }
+  }
+
+  /**
+   * newGeneration starts a generation: a snapshot image of the database at the current commit, durable before
+   * any WAL segment of the generation, then the current WAL incarnation as index 0.
+   */
+  async #newGeneration(reason: string): Promise<void> {
+    const handle = this.#handle!
+    for (let attempt = 0; ; attempt++) {
+      handle.beginRead()
+      const shm = this.#readShm()
+      if (!shm) throw new ReplicaError('WAL_INVALID', 'wal index (-shm) header unreadable')
+      const fsz = frameSize(this.#pageSize)
+      let wh: WalHeader | null = null
+      let walBytes: Buffer | null = null
+      let checksum: readonly [number, number] = [0, 0]
+      const overlay: PageOverlay = new Map()
+      let nPage = 0
+      if (shm.mxFrame > 0) {
+        const head = readAt(this.#walPath, 0, WAL_HEADER_SIZE)
+        const parsed = head ? parseWalHeader(head) : null
+        const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
+        walBytes = parsed?.ok && parsed.header.salt1 === shm.salt1 && parsed.header.salt2 === shm.salt2 ? readAt(this.#walPath, 0, end) : null
+        const run = walBytes && parsed?.ok ? checkFrames(parsed.header, parsed.header.checksum, walBytes, WAL_HEADER_SIZE, end, Infinity) : null
+        if (!parsed?.ok || !walBytes || !run || WAL_HEADER_SIZE + run.commitFrames * fsz !== end) {
+          if (attempt < 5) continue
+          throw new ReplicaError('WAL_INVALID', 'cannot read a stable wal for the snapshot')
+        }
+        wh = parsed.header
+        checksum = run.checksum
+        nPage = run.dbPages
+        for (let f = WAL_HEADER_SIZE; f < end; f += fsz) overlay.set(walBytes.readUInt32BE(f), f)
+      } else {
+        nPage = Math.floor(fileSize(this.#opts.dbPath) / this.#pageSize)
+      }
+      const generation = crypto.randomBytes(8).toString('hex')
+      this.#log.info({ generation, reason }, 'new generation')
+      const src = { dbPath: this.#opts.dbPath, walPath: this.#walPath, pageSize: this.#pageSize, nPage, header: wh, overlay }
+      try {
+        await this.#writeSnapshot(generation, 0, src)
+      } catch (err) {
+        if (hasCode(err, 'WAL_INVALID') && attempt < 5) continue
+        throw err
+      }
+      this.#generation = generation
+      this.#index = 0
+      this.#shipped = { header: null, offset: 0, checksum: [0, 0] }
+      this.#lastSegment = null
+      this.#changedSinceSnapshot = false
+      this.#publish({ generationsStarted: this.#status.generationsStarted + 1, generation, index: 0, offset: 0, pageSize: this.#pageSize })
+      // The snapshot holds every commit of the WAL so far; the baseline counts from the WAL's start.
+      this.#iChangeBase = (shm.iChange - (wh && walBytes ? countCommits(walBytes, fsz) : 0)) >>> 0
+      this.#trustRestart = false
+      this.#saveState(false)
+      if (wh && walBytes) {
+        this.#shipped = { header: wh, offset: 0, checksum: wh.checksum }
+        await this.#uploadRun(walBytes, 0)
+        this.#shipped = { header: wh, offset: walBytes.length, checksum }
+      }
+      this.#iChangeBase = shm.iChange
+      this.#trustRestart = false
+      this.#saveState(false)
+      return
+    }
+  }
+
+  async #writeSnapshot(generation: string, index: number, src: Parameters<typeof imageStream>[0]): Promise<void> {
+    const bytes = src.nPage * src.pageSize
+    if (bytes <= SNAPSHOT_BUFFER_LIMIT) {
+      const image = Buffer.concat([...imageChunks(src)])
+      await this.#opts.client.writeSnapshot(generation, index, encodeFrame(image))
+    } else {
+      const stream = imageStream(src).pipe(new FrameEncoder())
+      await this.#opts.client.writeSnapshot(generation, index, stream)
+    }
+    this.#lastSnapshotAtMs = this.#opts.now()
+    this.#publish({ lastSnapshotAt: this.#lastSnapshotAtMs, objectsWritten: this.#status.objectsWritten + 1 })
+    this.#log.info({ generation, index, bytes }, 'snapshot written')
+  }
+
+  /** snapshot forces a snapshot of the current state into the current generation (after shipping everything). */
+  snapshot(): Promise<Pos> {
+    return this.#exclusive(async () => {
+      await this.#syncPass()
+      await this.#snapshotNow()
+      return this.pos()
+    })
+  }
+
+  async #snapshotNow(): Promise<void> {
+    const handle = this.#handle!
+    handle.beginRead()
+    const shm = this.#readShm()
+    if (!shm) throw new ReplicaError('WAL_INVALID', 'wal index (-shm) header unreadable')
+    const fsz = frameSize(this.#pageSize)
+    const cur = this.#shipped
+    const inShipped = cur.header !== null && shm.salt1 === cur.header.salt1 && shm.salt2 === cur.header.salt2
+    const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
+    if (shm.mxFrame > 0 && !(inShipped && end === cur.offset)) return // not caught up; the next pass ships first
+    const overlay: PageOverlay = new Map()
+    let nPage = Math.floor(fileSize(this.#opts.dbPath) / this.#pageSize)
+    if (shm.mxFrame > 0) {
+      const walBytes = readAt(this.#walPath, 0, end)
+      if (!walBytes) return
+      const run = checkFrames(cur.header!, cur.header!.checksum, walBytes, WAL_HEADER_SIZE, end, Infinity)
+      if (WAL_HEADER_SIZE + run.commitFrames * fsz !== end) return
+      nPage = run.dbPages
+      for (let f = WAL_HEADER_SIZE; f < end; f += fsz) overlay.set(walBytes.readUInt32BE(f), f)
+    } else if (shm.nPage > 0) {
+      nPage = shm.nPage
+    }
+    await this.#writeSnapshot(this.#generation, this.#index, {
+      dbPath: this.#opts.dbPath,
+      walPath: this.#walPath,
+      pageSize: this.#pageSize,
+      nPage,
+      header: inShipped ? cur.header : null,
+      overlay,
+    })
+    this.#changedSinceSnapshot = false
+  }
+
+  async #afterShip(): Promise<void> {
+    const handle = this.#handle!
+    const o = this.#opts
+    const now = o.now()
+    if (o.snapshotIntervalMs > 0 && this.#changedSinceSnapshot && this.#lastSnapshotAtMs !== null && now - this.#lastSnapshotAtMs >= o.snapshotIntervalMs) {
+      await this.#snapshotNow()
+    }
+    if (o.retentionMs > 0 && this.#changedSinceSnapshot === false && now - this.#lastRetentionAt >= o.retentionCheckIntervalMs && this.#status.objectsWritten > 0) {
+      this.#lastRetentionAt = now
+      await this.enforceRetention()
+    }
+    // Checkpoint our own way: PASSIVE past the threshold, TRUNCATE as the backstop. Never RESTART (K11).
+    const shm = this.#readShm()
+    if (shm && this.#caughtUp(shm)) {
+      const walFrames = shm.mxFrame
+      const truncateAt = o.truncatePages > 0 ? Math.min(o.truncatePages, Math.floor((1 << 30) / frameSize(this.#pageSize))) : 0
+      if (truncateAt > 0 && walFrames >= truncateAt) {
+        const r = handle.checkpoint('TRUNCATE')
+        this.#log.info({ mode: 'TRUNCATE', ...r }, 'checkpoint')
+      } else if (o.minCheckpointPages > 0 && walFrames >= o.minCheckpointPages) {
+        const r = handle.checkpoint('PASSIVE')
+        this.#log.debug({ mode: 'PASSIVE', ...r }, 'checkpoint')
+      }
+      // Caught up. Hold a fresh read transaction, pinned at the current end of the WAL, so an application
+      // checkpoint can backfill everything shipped but cannot restart the WAL under unshipped frames. When the
+      // database file changed (someone checkpoints), let go entirely so a TRUNCATE checkpoint need not wait.
+      handle.endRead()
+      if (this.#releaseRequested) this.#releaseRequested = false
+      else {
+        try {
+          handle.beginRead()
+        } catch {
+          // SQLITE_BUSY: unpinned until the next change; iChange still proves continuity.
+        }
+      }
+    }
+  }
+
+  /** caughtUpTo reports whether everything committed as of shm has been shipped (or never needs to be). */
+  #caughtUpTo(shm: ShmHeader): boolean {
+    return this.#caughtUp(shm)
+  }
+
+  #caughtUp(shm: ShmHeader): boolean {
+    const cur = this.#shipped
+    if (shm.mxFrame === 0) return true
+    if (cur.header === null || shm.salt1 !== cur.header.salt1 || shm.salt2 !== cur.header.salt2) return false
+    return WAL_HEADER_SIZE + shm.mxFrame * frameSize(this.#pageSize) === cur.offset
+  }
+
+  /**
+   * enforceRetention deletes what no restore point inside the retention window needs: snapshots older than the
+   * newest snapshot that is itself outside the window, WAL indexes below it, and older generations once the
+   * current one covers the whole window. It never takes a snapshot.
+   */
+  async enforceRetention(): Promise<void> {
+    const client = this.#opts.client
+    const cutoff = this.#opts.now() - this.#opts.retentionMs
+    const snaps = await client.snapshots(this.#generation)
+    if (snaps.length === 0) return
+    let base = snaps[0]!
+    for (const s of snaps) if (s.createdAt.getTime() <= cutoff && s.index >= base.index) base = s
+    for (const s of snaps) if (s.index < base.index) await client.deleteSnapshot(this.#generation, s.index)
+    const segs = await client.walSegments(this.#generation)
+    const old = segs.filter((s) => s.index < base.index)
+    if (old.length > 0) await client.deleteWalSegments(this.#generation, old)
+    if (snaps[0]!.createdAt.getTime() <= cutoff) {
+      for (const g of await client.generations()) {
+        if (g !== this.#generation) {
+          await client.deleteGeneration(g)
+          this.#log.info({ generation: g }, 'generation deleted by retention')
+        }
+      }
+    }
+  }
+
+  /**
+   * saveState records the shipped position. Routine updates are not fsynced: after a power loss a stale file only
+   * fails the replica check on restart and costs a new generation. Clean-flag changes are durable.
+   */
+  #saveState(clean: boolean, dbStatAfterClose: PersistedState['dbStatAfterClose'] = null, durable = false): void {
+    if (this.#generation === '') return
+    saveState(
+      this.#metaDir,
+      {
+        version: 1,
+        generation: this.#generation,
+        index: this.#index,
+        offset: this.#shipped.offset,
+        header: this.#shipped.header ? this.#shipped.header.bytes.toString('base64') : null,
+        checksum: this.#shipped.checksum,
+        pageSize: this.#pageSize,
+        lastSegment: this.#lastSegment,
+        lastSnapshotAt: this.#lastSnapshotAtMs === null ? null : new Date(this.#lastSnapshotAtMs).toISOString(),
+        dbIno: this.#dbIno,
+        clean,
+        dbStatAfterClose,
+      },
+      durable,
+    )
+  }
+
+  #publish(patch: Partial<ReplicatorStatus>): void {
+    this.#status = Object.freeze({ ...this.#status, ...patch })
+    this.#opts.onStatus?.(this.status())
+  }
+
+  /**
+   * close stops the loop, ships everything committed (bounded by timeoutMs), records a clean state and closes the
+   * connection. Idempotent and memoized. Rejects if the final sync failed: the caller decides the exit code.
+   */
+  close(opts: { readonly timeoutMs?: number } = {}): Promise<void> {
+    this.#closing ??= this.#close(opts.timeoutMs ?? 30_000)
+    return this.#closing
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    this.#loopAbort.abort()
+    await this.#loop
+    this.#started.resolve()
+    let failure: unknown
+    try {
+      if (fs.existsSync(this.#opts.dbPath)) {
+        await withTimeout(this.sync(), timeoutMs, 'final sync')
+      }
+    } catch (err) {
+      failure = err
+      this.#log.error({ err: errorMessage(err) }, 'final sync failed')
+    }
+    const wasOpen = this.#handle !== null
+    this.#closeHandle()
+    if (wasOpen && failure === undefined && this.#generation !== '') {
+      try {
+        const st = fs.statSync(this.#opts.dbPath, { bigint: true })
+        this.#saveState(true, { ino: `${st.dev}:${st.ino}`, size: String(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) }, true)
+      } catch (err) {
+        this.#log.warn({ err: errorMessage(err) }, 'cannot record clean close')
+      }
+    }
+    this.#publish({ state: 'stopped' })
+    if (failure !== undefined) throw failure
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)
+  })
+  return Promise.race([p, t]).finally(() => clearTimeout(timer))
+}
+
+function readAt(file: string, position: number, length: number): Buffer | null {
+  let fd: number
+  try {
+    fd = fs.openSync(file, 'r')
+  } catch {
+    return null
+  }
+  try {
+    const buf = Buffer.allocUnsafe(length)
+    let got = 0
+    while (got < length) {
+      const n = fs.readSync(fd, buf, got, length - got, position + got)
+      if (n === 0) break
+      got += n
+    }
+    return got === length ? buf : null
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+function countCommits(walBytes: Buffer, fsz: number): number {
+  let n = 0
+  for (let f = WAL_HEADER_SIZE; f + fsz <= walBytes.length; f += fsz) if (walBytes.readUInt32BE(f + 4) !== 0) n++
+  return n
+}
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size
+  } catch {
+    return 0
+  }
+}
+
+function sameStat(file: string, want: NonNullable<PersistedState['dbStatAfterClose']>): boolean {
+  try {
+    const st = fs.statSync(file, { bigint: true })
+    return `${st.dev}:${st.ino}` === want.ino && String(st.size) === want.size && String(st.mtimeNs) === want.mtimeNs && String(st.ctimeNs) === want.ctimeNs
+  } catch {
+    return false
+  }
+}
+
+/** decodeSegment is exported for tools that need to read back what the replicator wrote. */
+export { decodeFrame as decodeSegment }
