@@ -106,6 +106,13 @@ export class Replicator {
   readonly #shmBuf = Buffer.alloc(104)
 
   #handle: SqliteHandle | null = null
+  /**
+   * Our own descriptors on the database and `-shm` files, open exactly as long as the connection. POSIX locks
+   * belong to the process: closing any descriptor of a file drops every lock the process holds on it, including
+   * SQLite's read mark. So these files are opened once and only ever read through these descriptors.
+   */
+  #dbFd = -1
+  #shmFd = -1
   #dbIno = ''
   #pageSize = 0
   #generation = ''
@@ -359,8 +366,17 @@ export class Replicator {
   #openHandle(): void {
     const check = checkDbFile(this.#opts.dbPath)
     if (!check.ok) throw new ReplicaError('NOT_SQLITE', `${this.#opts.dbPath}: ${check.detail}`)
-    const st = fs.statSync(this.#opts.dbPath, { bigint: true })
-    this.#handle = SqliteHandle.open(this.#opts.dbPath)
+    const dbFd = fs.openSync(this.#opts.dbPath, 'r')
+    try {
+      this.#handle = SqliteHandle.open(this.#opts.dbPath)
+      this.#shmFd = fs.openSync(this.#shmPath, 'r') // exists once the connection has read in WAL mode
+    } catch (err) {
+      this.#closeHandle()
+      fs.closeSync(dbFd)
+      throw err
+    }
+    this.#dbFd = dbFd
+    const st = fs.fstatSync(dbFd, { bigint: true })
     this.#dbIno = `${st.dev}:${st.ino}`
     this.#pageSize = check.pageSize
     this.#iChangeBase = undefined
@@ -371,6 +387,11 @@ export class Replicator {
       this.#handle?.close()
     } finally {
       this.#handle = null
+      // Only after SQLite let go of its locks.
+      if (this.#shmFd >= 0) fs.closeSync(this.#shmFd)
+      if (this.#dbFd >= 0) fs.closeSync(this.#dbFd)
+      this.#shmFd = -1
+      this.#dbFd = -1
     }
   }
 
@@ -424,17 +445,7 @@ export class Replicator {
   #lastSnapshotAtMs: number | null = null
 
   #readShm(): ShmHeader | undefined {
-    let fd: number
-    try {
-      fd = fs.openSync(this.#shmPath, 'r')
-    } catch {
-      return undefined
-    }
-    try {
-      return readShmHeader(fd, this.#shmBuf)
-    } finally {
-      fs.closeSync(fd)
-    }
+    return this.#shmFd >= 0 ? readShmHeader(this.#shmFd, this.#shmBuf) : undefined
   }
 
   /** plan decides what to ship, reading and validating WAL bytes synchronously (no await, so nothing moves). */
@@ -612,11 +623,12 @@ export class Replicator {
         nPage = run.dbPages
         for (let f = WAL_HEADER_SIZE; f < end; f += fsz) overlay.set(walBytes.readUInt32BE(f), f)
       } else {
-        nPage = Math.floor(fileSize(this.#opts.dbPath) / this.#pageSize)
+        nPage = Math.floor(fs.fstatSync(this.#dbFd).size / this.#pageSize)
       }
       const generation = crypto.randomBytes(8).toString('hex')
       this.#log.info({ generation, reason }, 'new generation')
-      const src = { dbPath: this.#opts.dbPath, walPath: this.#walPath, pageSize: this.#pageSize, nPage, header: wh, overlay }
+      if (attempt === 0) await this.#waitUntilNewest()
+      const src = { dbFd: this.#dbFd, walPath: this.#walPath, pageSize: this.#pageSize, nPage, header: wh, overlay }
       try {
         await this.#writeSnapshot(generation, 0, src)
       } catch (err) {
@@ -643,6 +655,22 @@ export class Replicator {
       this.#saveState(false)
       return
     }
+  }
+
+  /**
+   * waitUntilNewest delays a new generation's first object until it will be stamped strictly later than every
+   * object of the existing generations: Litestream restores the generation with the newest object, and S3
+   * stamps LastModified in whole seconds, with ties going to the smaller id (K6, matrix design rule 5).
+   */
+  async #waitUntilNewest(): Promise<void> {
+    const client = this.#opts.client
+    let newest = 0
+    for (const g of await client.generations()) {
+      const [snaps, segs] = await Promise.all([client.snapshots(g), client.walSegments(g)])
+      for (const o of [...snaps, ...segs]) newest = Math.max(newest, o.createdAt.getTime())
+    }
+    const waitMs = newest + 1000 - this.#opts.now()
+    if (waitMs > 0) await new Promise((r) => setTimeout(r, Math.min(waitMs, 1000)))
   }
 
   async #writeSnapshot(generation: string, index: number, src: Parameters<typeof imageStream>[0]): Promise<void> {
@@ -679,7 +707,7 @@ export class Replicator {
     const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
     if (shm.mxFrame > 0 && !(inShipped && end === cur.offset)) return // not caught up; the next pass ships first
     const overlay: PageOverlay = new Map()
-    let nPage = Math.floor(fileSize(this.#opts.dbPath) / this.#pageSize)
+    let nPage = Math.floor(fs.fstatSync(this.#dbFd).size / this.#pageSize)
     if (shm.mxFrame > 0) {
       const walBytes = readAt(this.#walPath, 0, end)
       if (!walBytes) return
@@ -691,7 +719,7 @@ export class Replicator {
       nPage = shm.nPage
     }
     await this.#writeSnapshot(this.#generation, this.#index, {
-      dbPath: this.#opts.dbPath,
+      dbFd: this.#dbFd,
       walPath: this.#walPath,
       pageSize: this.#pageSize,
       nPage,
@@ -724,6 +752,7 @@ export class Replicator {
         const r = handle.checkpoint('PASSIVE')
         this.#log.debug({ mode: 'PASSIVE', ...r }, 'checkpoint')
       }
+      this.#log.debug({ pos: this.pos(), release: this.#releaseRequested }, 'caught up')
       // Caught up. Hold a fresh read transaction, pinned at the current end of the WAL, so an application
       // checkpoint can backfill everything shipped but cannot restart the WAL under unshipped frames. When the
       // database file changed (someone checkpoints), let go entirely so a TRUNCATE checkpoint need not wait.

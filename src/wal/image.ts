@@ -14,7 +14,8 @@ export type PageOverlay = Map<number, number>
 
 /** ImageSource says where the pages of a snapshot image come from. */
 export interface ImageSource {
-  readonly dbPath: string
+  /** dbFd is the replicator's long-lived descriptor on the database file (never opened and closed here: see Replicator). */
+  readonly dbFd: number
   readonly walPath: string
   readonly pageSize: number
   /** nPage is the database size in pages at mxFrame. */
@@ -28,7 +29,7 @@ const CHUNK_PAGES_BYTES = 1 << 20
 
 /** imagePages yields the image in chunks of about 1 MiB, re-checking each overlay frame's salts as it reads. */
 export function* imageChunks(src: ImageSource): Generator<Buffer> {
-  const dbFd = fs.openSync(src.dbPath, 'r')
+  const dbFd = src.dbFd
   const walFd = src.overlay.size > 0 ? fs.openSync(src.walPath, 'r') : -1
   try {
     const per = Math.max(1, Math.floor(CHUNK_PAGES_BYTES / src.pageSize))
@@ -60,7 +61,6 @@ export function* imageChunks(src: ImageSource): Generator<Buffer> {
       yield chunk
     }
   } finally {
-    fs.closeSync(dbFd)
     if (walFd >= 0) fs.closeSync(walFd)
   }
 }
