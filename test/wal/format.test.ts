@@ -57,7 +57,7 @@ for (const bigEndian of [false, true]) {
 
   test(`A10 bad checksum stops before the corrupt frame (${order})`, () => {
     const wal = makeWal({ bigEndian, pageSize: PS, salt1: 7, salt2: 9, frames })
-    wal[32 + frameSize(PS) + 24 + 100] ^= 0xff // corrupt page 2's data
+    wal[32 + frameSize(PS) + 24 + 100]! ^= 0xff // corrupt page 2's data
     const h = parseWalHeader(wal)
     assert.ok(h.ok)
     const run = checkFrames(h.header, h.header.checksum, wal, 32, wal.length, Infinity)
@@ -90,7 +90,7 @@ test('A10 header rejects zero length, bad magic, version, page size and checksum
   assert.equal(bad((b) => b.writeUInt32BE(0x377f0684, 0)), 'bad wal magic')
   assert.equal(bad((b) => b.writeUInt32BE(3007001, 4)), 'unsupported wal version')
   assert.equal(bad((b) => b.writeUInt32BE(1000, 8)), 'bad wal page size')
-  assert.equal(bad((b) => (b[20] ^= 1)), 'wal header checksum mismatch')
+  assert.equal(bad((b) => (b[20]! ^= 1)), 'wal header checksum mismatch')
 })
 
 test('A10 big-endian checksums are the ones SQLite verifies', () => {

@@ -1,0 +1,423 @@
+/**
+ * Manager discovers `<guid>.db` files in the watched directories and runs one Replicator per database.
+ *
+ * Watcher events are hints; a periodic reconcile scan is the guarantee (the watcher coalesces and can drop
+ * events, and goes silent when a watched directory is deleted and recreated). Every decision about a file is
+ * made by `#reconcileFile`, whichever of the two noticed it.
+ * @module
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { errorMessage } from './errors.js'
+import { NOOP_LOGGER, type Logger } from './log.js'
+import type { ReplicaClient } from './replica-client.js'
+import { Replicator, type ReplicatorOptions } from './replicator.js'
+import type { ClientInfo, ClientState, Pos, ReplicatorStatus, StatusSource } from './types.js'
+export type { ClientInfo, ClientState } from './types.js'
+import { checkDbFile } from './wal/sqlite-handle.js'
+import { watchDir, type DirWatch, type FsEvent } from './watch.js'
+
+/** GUID_DB_RE matches the only file names the manager replicates: canonical lowercase GUIDs. */
+export const GUID_DB_RE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.db$/
+const GUID_WAL_RE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.db-wal$/
+/** GUID_RE matches a canonical lowercase GUID. */
+export const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** DEFAULT_RECONCILE_INTERVAL_MS is how often every watched directory is rescanned. */
+export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000
+/** DEFAULT_MAX_CONCURRENT_STARTS bounds how many databases open and take their first snapshot at once. */
+export const DEFAULT_MAX_CONCURRENT_STARTS = 8
+
+/** ManagerOptions configures a Manager. */
+export interface ManagerOptions {
+  readonly watchDirs: readonly string[]
+  /** clientFor returns the replica client for a database id (its `databases/<id>` prefix). */
+  readonly clientFor: (id: string) => ReplicaClient
+  readonly log?: Logger
+  readonly replicatorOptions?: Partial<Omit<ReplicatorOptions, 'dbPath' | 'client' | 'log' | 'onStatus'>>
+  /** reconcileIntervalMs is the period of the safety scan. Default 30 s. */
+  readonly reconcileIntervalMs?: number
+  readonly maxConcurrentStarts?: number
+  /** onChange is called with a client id whenever anything about it changed. */
+  readonly onChange?: (id: string) => void
+}
+
+interface Entry {
+  id: string
+  dir: string
+  path: string
+  state: ClientState
+  dbSizeBytes: number
+  walSizeBytes: number
+  walSig: string
+  detectedAt: number
+  lastError: string | null
+  replicator: Replicator | null
+  replica: string
+}
+
+/** Manager owns every replicator of the process. It is the dashboard's StatusSource. */
+export class Manager implements StatusSource {
+  readonly #listeners = new Set<(id: string) => void>()
+  readonly #opts: ManagerOptions
+  readonly #log: Logger
+  readonly #entries = new Map<string, Entry>()
+  readonly #conflicts = new Map<string, string>() // path -> reason
+  readonly #ignoredLogged = new Set<string>()
+  readonly #watches = new Map<string, { watch: DirWatch; ino: string }>()
+  #reconcileTimer: NodeJS.Timeout | null = null
+  #startQueue: Entry[] = []
+  #starting = 0
+  #closed = false
+
+  constructor(opts: ManagerOptions) {
+    this.#opts = opts
+    this.#log = opts.log ?? NOOP_LOGGER
+  }
+
+  /** start creates missing watch directories, scans them, and follows their events. */
+  async start(): Promise<void> {
+    for (const dir of this.#opts.watchDirs) {
+      fs.mkdirSync(dir, { recursive: true })
+      await this.#subscribe(dir)
+    }
+    this.reconcile()
+    this.#reconcileTimer = setInterval(() => this.reconcile(), this.#opts.reconcileIntervalMs ?? 30_000)
+    this.#reconcileTimer.unref()
+  }
+
+  async #subscribe(dir: string): Promise<void> {
+    const ino = dirIno(dir)
+    try {
+      const watch = await watchDir(
+        dir,
+        (events) => this.#onEvents(dir, events),
+        (err) => this.#log.warn({ dir, err: err.message }, 'watcher error'),
+      )
+      this.#watches.set(dir, { watch, ino })
+    } catch (err) {
+      this.#log.error({ dir, err: errorMessage(err) }, 'cannot watch directory; relying on the reconcile scan')
+    }
+  }
+
+  #onEvents(dir: string, events: readonly FsEvent[]): void {
+    if (this.#closed) return
+    for (const e of events) {
+      if (path.dirname(e.path) !== dir) continue
+      const name = path.basename(e.path)
+      const wal = GUID_WAL_RE.exec(name)
+      if (wal) {
+        const entry = this.#entries.get(wal[1]!)
+        if (entry && entry.dir === dir && entry.replicator) {
+          entry.replicator.notify('wal')
+          this.#updateSizes(entry)
+        }
+        continue
+      }
+      this.#reconcileFile(dir, name, e.type)
+    }
+  }
+
+  /** reconcile rescans every watched directory, starting, stopping and re-watching as needed. */
+  reconcile(): void {
+    if (this.#closed) return
+    const seen = new Set<string>()
+    for (const dir of this.#opts.watchDirs) {
+      let names: string[]
+      try {
+        names = fs.readdirSync(dir)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          this.#log.warn({ dir }, 'watched directory missing; recreating')
+          fs.mkdirSync(dir, { recursive: true })
+          names = []
+        } else {
+          this.#log.error({ dir, err: errorMessage(err) }, 'cannot scan directory')
+          continue
+        }
+      }
+      const w = this.#watches.get(dir)
+      if (!w || w.ino !== dirIno(dir)) {
+        // Deleted and recreated (or never watched): the old subscription is silent now.
+        void (async () => {
+          await w?.watch.close().catch(() => {})
+          this.#watches.delete(dir)
+          if (!this.#closed) await this.#subscribe(dir)
+        })()
+      }
+      for (const name of names) {
+        const m = GUID_DB_RE.exec(name)
+        if (m) seen.add(path.join(dir, name))
+        this.#reconcileFile(dir, name, 'scan')
+      }
+    }
+    for (const e of this.#entries.values()) {
+      if (e.state !== 'stopped' && !seen.has(e.path)) this.#reconcileFile(e.dir, path.basename(e.path), 'delete')
+      else if (e.replicator) this.#safetyCheck(e)
+    }
+  }
+
+  /** safetyCheck notices WAL changes the watcher missed, with one stat and no replica request. */
+  #safetyCheck(e: Entry): void {
+    const before = e.walSig
+    this.#updateSizes(e)
+    if (before !== '' && e.walSig !== before) e.replicator?.notify('wal')
+  }
+
+  #logIgnored(file: string, reason: string): void {
+    if (this.#ignoredLogged.has(file)) return
+    if (this.#ignoredLogged.size > 10_000) this.#ignoredLogged.clear()
+    this.#ignoredLogged.add(file)
+    this.#log.info({ file, reason }, 'ignoring file')
+  }
+
+  /** reconcileFile decides what one directory entry means right now. */
+  #reconcileFile(dir: string, name: string, cause: FsEvent['type'] | 'scan'): void {
+    const file = path.join(dir, name)
+    const m = GUID_DB_RE.exec(name)
+    if (!m) {
+      if (cause !== 'delete' && !name.startsWith('.') && !/\.db-(wal|shm|journal)$/.test(name) && !name.endsWith('.tmp')) {
+        this.#logIgnored(file, 'name is not <lowercase guid>.db')
+      }
+      return
+    }
+    const id = m[1]!
+    let st: fs.Stats | undefined
+    try {
+      st = fs.lstatSync(file)
+    } catch {
+      st = undefined
+    }
+    const existing = this.#entries.get(id)
+    if (existing && existing.dir !== dir) {
+      // The same GUID in a second directory: never two writers on one replica prefix.
+      if (st && existing.state !== 'stopped') {
+        if (!this.#conflicts.has(file)) {
+          const reason = `same id already replicating from ${existing.dir}`
+          this.#conflicts.set(file, reason)
+          this.#log.warn({ file, id, other: existing.path }, 'duplicate database id; not replicating this copy')
+          this.#changed(id)
+        }
+        return
+      }
+      if (!st) {
+        this.#conflicts.delete(file)
+        return
+      }
+      // The previous owner is gone: this copy takes over.
+      this.#entries.delete(id)
+    }
+    if (!st) {
+      if (existing && existing.state !== 'stopped') this.#stop(existing, 'file deleted')
+      return
+    }
+    if (st.isSymbolicLink()) {
+      let target = ''
+      try {
+        target = fs.realpathSync(file)
+      } catch {
+        target = '(dangling)'
+      }
+      const inside = target.startsWith(path.resolve(dir) + path.sep)
+      this.#logIgnored(file, inside ? `symlink to ${target}: only regular files are replicated` : 'symlink leading outside the watched directory')
+      if (existing && existing.state !== 'stopped') this.#stop(existing, 'replaced by a symlink')
+      return
+    }
+    if (!st.isFile()) {
+      this.#logIgnored(file, st.isDirectory() ? 'is a directory' : 'is not a regular file')
+      return
+    }
+    const entry = existing ?? this.#newEntry(id, dir, file)
+    if (entry.state === 'stopped') {
+      entry.state = 'starting'
+      entry.detectedAt = Date.now()
+      entry.lastError = null
+    }
+    this.#updateSizes(entry)
+    if (entry.replicator) {
+      if (cause === 'update' || cause === 'create') entry.replicator.notify('db')
+      this.#changed(id)
+      return
+    }
+    if (this.#startQueue.includes(entry)) return
+    const check = checkDbFile(file)
+    if (!check.ok) {
+      const waiting = check.reason === 'empty'
+      const state: ClientState = waiting ? 'waiting' : 'error'
+      if (entry.state !== state || entry.lastError !== check.detail) {
+        entry.state = state
+        entry.lastError = waiting ? null : check.detail
+        this.#log[waiting ? 'info' : 'warn']({ id, file, reason: check.detail }, waiting ? 'waiting for the application to create the database' : 'not replicating: not a valid database')
+        this.#changed(id)
+      }
+      return
+    }
+    entry.state = 'starting'
+    this.#startQueue.push(entry)
+    this.#pumpStarts()
+    this.#changed(id)
+  }
+
+  #newEntry(id: string, dir: string, file: string): Entry {
+    const entry: Entry = {
+      id,
+      dir,
+      path: file,
+      state: 'starting',
+      dbSizeBytes: 0,
+      walSizeBytes: 0,
+      walSig: '',
+      detectedAt: Date.now(),
+      lastError: null,
+      replicator: null,
+      replica: '',
+    }
+    this.#entries.set(id, entry)
+    this.#log.info({ id, file }, 'client detected')
+    return entry
+  }
+
+  /** pumpStarts opens queued databases, a bounded number at a time, so a thousand start without a stampede. */
+  #pumpStarts(): void {
+    const max = this.#opts.maxConcurrentStarts ?? DEFAULT_MAX_CONCURRENT_STARTS
+    while (this.#starting < max && this.#startQueue.length > 0 && !this.#closed) {
+      const entry = this.#startQueue.shift()!
+      if (entry.state !== 'starting' || entry.replicator) continue
+      this.#starting++
+      const client = this.#opts.clientFor(entry.id)
+      entry.replica = client.describe()
+      const r = new Replicator({
+        ...this.#opts.replicatorOptions,
+        dbPath: entry.path,
+        client,
+        log: this.#log.child({ client: entry.id }),
+        onStatus: (s) => this.#onStatus(entry, s),
+      })
+      entry.replicator = r
+      r.start()
+      void r.whenStarted().finally(() => {
+        this.#starting--
+        this.#pumpStarts()
+      })
+    }
+  }
+
+  #onStatus(entry: Entry, s: ReplicatorStatus): void {
+    if (entry.state !== 'stopped') {
+      entry.state = s.state === 'error' ? 'error' : s.state === 'replicating' ? 'replicating' : s.state === 'idle' ? 'idle' : s.state === 'stopped' ? 'stopped' : 'starting'
+      entry.lastError = s.lastError
+    }
+    this.#changed(entry.id)
+  }
+
+  #updateSizes(e: Entry): void {
+    try {
+      e.dbSizeBytes = fs.statSync(e.path).size
+    } catch {
+      // deleted; reconcile stops it
+    }
+    try {
+      const st = fs.statSync(`${e.path}-wal`, { bigint: true })
+      e.walSizeBytes = Number(st.size)
+      e.walSig = `${st.ino}:${st.size}:${st.mtimeNs}`
+    } catch {
+      e.walSizeBytes = 0
+    }
+  }
+
+  #stop(entry: Entry, reason: string): void {
+    entry.state = 'stopped'
+    const r = entry.replicator
+    entry.replicator = null
+    this.#log.info({ id: entry.id, file: entry.path, reason }, 'client stopped; its backups stay')
+    this.#changed(entry.id)
+    if (r) {
+      r.close().catch((err: unknown) => this.#log.warn({ id: entry.id, err: errorMessage(err) }, 'close after delete'))
+    }
+  }
+
+  /** subscribe registers a change listener; listeners must not throw and must return quickly. */
+  subscribe(listener: (id: string) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  #changed(id: string): void {
+    this.#opts.onChange?.(id)
+    for (const l of this.#listeners) l(id)
+  }
+
+  /** clients lists every known client, including stopped ones and duplicates, sorted by id. */
+  clients(): ClientInfo[] {
+    const out: ClientInfo[] = []
+    for (const e of this.#entries.values()) out.push(this.#info(e))
+    for (const [file, reason] of this.#conflicts) {
+      const id = GUID_DB_RE.exec(path.basename(file))![1]!
+      out.push({ id, dir: path.dirname(file), path: file, state: 'conflict', dbSizeBytes: 0, walSizeBytes: 0, detectedAt: 0, replicator: null, lastError: reason, replica: '' })
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.dir < b.dir ? -1 : 1))
+  }
+
+  /** client returns one client by id, or undefined. */
+  client(id: string): ClientInfo | undefined {
+    const e = this.#entries.get(id)
+    return e ? this.#info(e) : undefined
+  }
+
+  #info(e: Entry): ClientInfo {
+    return {
+      id: e.id,
+      dir: e.dir,
+      path: e.path,
+      state: e.state,
+      dbSizeBytes: e.dbSizeBytes,
+      walSizeBytes: e.walSizeBytes,
+      detectedAt: e.detectedAt,
+      replicator: e.replicator ? e.replicator.status() : null,
+      lastError: e.lastError,
+      replica: e.replica,
+    }
+  }
+
+  /** sync ships everything committed so far for one client and resolves with the durable position. */
+  async sync(id: string): Promise<Pos | undefined> {
+    const r = this.#entries.get(id)?.replicator
+    return r ? r.syncNow() : undefined
+  }
+
+  /** snapshot forces a snapshot of one client. */
+  async snapshot(id: string): Promise<Pos | undefined> {
+    const r = this.#entries.get(id)?.replicator
+    return r ? r.snapshotNow() : undefined
+  }
+
+  /** close stops discovery, then ships everything committed by every client. Rejects if any final sync failed. */
+  async close(opts: { readonly timeoutMs?: number } = {}): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#reconcileTimer) clearInterval(this.#reconcileTimer)
+    await Promise.all([...this.#watches.values()].map((w) => w.watch.close().catch(() => {})))
+    const failures: string[] = []
+    await Promise.all(
+      [...this.#entries.values()].map(async (e) => {
+        const r = e.replicator
+        if (!r) return
+        try {
+          await r.close({ timeoutMs: opts.timeoutMs ?? 30_000 })
+        } catch (err) {
+          failures.push(`${e.id}: ${errorMessage(err)}`)
+        }
+      }),
+    )
+    if (failures.length > 0) throw new Error(`final sync failed for ${failures.length} client(s): ${failures.slice(0, 5).join('; ')}`)
+  }
+}
+
+function dirIno(dir: string): string {
+  try {
+    const st = fs.statSync(dir)
+    return `${st.dev}:${st.ino}`
+  } catch {
+    return ''
+  }
+}
