@@ -43,6 +43,10 @@ export interface ReplicaClient {
   writeWalSegment(generation: string, index: number, offset: number, body: Buffer, opts?: OpOptions): Promise<WalSegmentInfo>
   /** readWalSegment returns one compressed WAL segment. */
   readWalSegment(generation: string, index: number, offset: number, opts?: OpOptions): Promise<Buffer>
+  /** listPrefixes lists the child "directory" names directly under `<root>/<subPath>/`, sorted (to enumerate databases). */
+  listPrefixes(subPath: string, opts?: OpOptions): Promise<string[]>
+  /** listKeys lists every object key under the root, relative to it and sorted (for audits of foreign names). */
+  listKeys(opts?: OpOptions): Promise<string[]>
   /** deleteWalSegments removes the given segments. Missing ones are ignored. */
   deleteWalSegments(generation: string, segments: ReadonlyArray<{ index: number; offset: number }>, opts?: OpOptions): Promise<void>
 }

@@ -144,6 +144,41 @@ export class FileReplicaClient implements ReplicaClient {
     await removeFiles(join(this.#root, walPath('', generation)), names, opts, 'delete wal segment')
   }
 
+  async listPrefixes(subPath: string, opts: OpOptions = {}): Promise<string[]> {
+    opts.signal?.throwIfAborted()
+    const parts = subPath.split('/').filter((x) => x !== '')
+    const dir = parts.length > 0 ? join(this.#root, checkSubPath(subPath)) : this.#root
+    try {
+      return (await readdir(dir, { withFileTypes: true }))
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name)
+        .sort()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw new Error(`list ${dir}`, { cause: err })
+    }
+  }
+
+  async listKeys(opts: OpOptions = {}): Promise<string[]> {
+    const keys: string[] = []
+    const walk = async (dir: string, prefix: string): Promise<void> => {
+      opts.signal?.throwIfAborted()
+      let entries
+      try {
+        entries = await readdir(dir, { withFileTypes: true })
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+        throw new Error(`list ${dir}`, { cause: err })
+      }
+      for (const e of entries) {
+        if (e.isDirectory()) await walk(join(dir, e.name), `${prefix}${e.name}/`)
+        else keys.push(`${prefix}${e.name}`)
+      }
+    }
+    await walk(this.#root, '')
+    return keys.sort()
+  }
+
   /** #write stores body at path atomically: tmp file, fsync, rename, fsync dir. Returns the final file's stats. */
   async #write(path: string, body: Buffer | Readable, opts: OpOptions, what: string): Promise<Stats> {
     const tmp = `${path}.tmp`

@@ -185,6 +185,33 @@ export class S3ReplicaClient implements ReplicaClient {
     return generations.sort()
   }
 
+  async listPrefixes(subPath: string, opts: OpOptions = {}): Promise<string[]> {
+    const base = joinKey(this.#prefix, ...subPath.split('/').filter((x) => x !== ''))
+    const dir = base === '' ? '' : `${base}/`
+    const names: string[] = []
+    try {
+      for await (const page of this.#list(dir, '/', opts)) {
+        for (const p of page.CommonPrefixes ?? []) names.push((p.Prefix ?? '').slice(dir.length).replace(/\/$/, ''))
+      }
+    } catch (err) {
+      throw wrapError(err, 'list prefixes', dir)
+    }
+    return names.filter((n) => n !== '').sort()
+  }
+
+  async listKeys(opts: OpOptions = {}): Promise<string[]> {
+    const dir = this.#prefix === '' ? '' : `${this.#prefix}/`
+    const keys: string[] = []
+    try {
+      for await (const page of this.#list(dir, undefined, opts)) {
+        for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key.slice(dir.length))
+      }
+    } catch (err) {
+      throw wrapError(err, 'list keys', dir)
+    }
+    return keys.sort()
+  }
+
   async deleteGeneration(generation: string, opts: OpOptions = {}): Promise<void> {
     checkGeneration(generation)
     const dir = `${joinKey(generationsPath(this.#prefix), generation)}/`
