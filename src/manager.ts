@@ -12,8 +12,9 @@ import { errorMessage } from './errors.js'
 import { NOOP_LOGGER, type Logger } from './log.js'
 import type { ReplicaClient } from './replica-client.js'
 import { Replicator, type ReplicatorOptions } from './replicator.js'
-import type { ClientInfo, ClientState, Pos, ReplicatorStatus, StatusSource } from './types.js'
+import type { ClientInfo, ClientState, DrillStatus, Pos, ReplicatorStatus, StatusSource } from './types.js'
 export type { ClientInfo, ClientState } from './types.js'
+import { runDrill } from './restore/drill.js'
 import { checkDbFile } from './wal/sqlite-handle.js'
 import { watchDir, type DirWatch, type FsEvent } from './watch.js'
 
@@ -25,6 +26,8 @@ export const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 
 /** DEFAULT_RECONCILE_INTERVAL_MS is how often every watched directory is rescanned. */
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000
+/** DEFAULT_DRILL_INTERVAL_MS is how often each changed client is restored and checked: 6 hours. */
+export const DEFAULT_DRILL_INTERVAL_MS = 6 * 3600_000
 /** DEFAULT_MAX_CONCURRENT_STARTS bounds how many databases open and take their first snapshot at once. */
 export const DEFAULT_MAX_CONCURRENT_STARTS = 8
 
@@ -38,6 +41,14 @@ export interface ManagerOptions {
   /** reconcileIntervalMs is the period of the safety scan. Default 30 s. */
   readonly reconcileIntervalMs?: number
   readonly maxConcurrentStarts?: number
+  /** drillIntervalMs: restore each changed client from its replica this often and check it. 0 disables. Default 6 h. */
+  readonly drillIntervalMs?: number
+  /** drillMaxBytes skips drills of databases larger than this (local disk bound). Default 1 GiB. */
+  readonly drillMaxBytes?: number
+  /** drillTmpDir is where drills restore. Default: the OS temp dir. */
+  readonly drillTmpDir?: string
+  /** webhookUrl receives a JSON POST when a drill fails. */
+  readonly webhookUrl?: string
   /** onChange is called with a client id whenever anything about it changed. */
   readonly onChange?: (id: string) => void
 }
@@ -54,6 +65,10 @@ interface Entry {
   lastError: string | null
   replicator: Replicator | null
   replica: string
+  client: ReplicaClient | null
+  drill: DrillStatus | null
+  /** nextDrillAt staggers drills: the first one lands at a random point of the first interval. */
+  nextDrillAt: number
 }
 
 /** Manager owns every replicator of the process. It is the dashboard's StatusSource. */
@@ -66,6 +81,8 @@ export class Manager implements StatusSource {
   readonly #ignoredLogged = new Set<string>()
   readonly #watches = new Map<string, { watch: DirWatch; ino: string }>()
   #reconcileTimer: NodeJS.Timeout | null = null
+  #drillTimer: NodeJS.Timeout | null = null
+  #drilling = false
   #startQueue: Entry[] = []
   #starting = 0
   #closed = false
@@ -84,6 +101,11 @@ export class Manager implements StatusSource {
     this.reconcile()
     this.#reconcileTimer = setInterval(() => this.reconcile(), this.#opts.reconcileIntervalMs ?? 30_000)
     this.#reconcileTimer.unref()
+    const drillMs = this.#opts.drillIntervalMs ?? DEFAULT_DRILL_INTERVAL_MS
+    if (drillMs > 0) {
+      this.#drillTimer = setInterval(() => void this.#drillDue(), Math.max(1000, Math.min(60_000, Math.floor(drillMs / 10))))
+      this.#drillTimer.unref()
+    }
   }
 
   async #subscribe(dir: string): Promise<void> {
@@ -271,6 +293,9 @@ export class Manager implements StatusSource {
       lastError: null,
       replicator: null,
       replica: '',
+      client: null,
+      drill: null,
+      nextDrillAt: Date.now() + Math.random() * (this.#opts.drillIntervalMs ?? DEFAULT_DRILL_INTERVAL_MS),
     }
     this.#entries.set(id, entry)
     this.#log.info({ id, file }, 'client detected')
@@ -285,6 +310,7 @@ export class Manager implements StatusSource {
       if (entry.state !== 'starting' || entry.replicator) continue
       this.#starting++
       const client = this.#opts.clientFor(entry.id)
+      entry.client = client
       entry.replica = client.describe()
       const r = new Replicator({
         ...this.#opts.replicatorOptions,
@@ -347,13 +373,60 @@ export class Manager implements StatusSource {
     for (const l of this.#listeners) l(id)
   }
 
+  /**
+   * drillDue runs at most one restore drill at a time, for the client most overdue whose replicated position
+   * changed since its last drill: an unchanged (idle) client costs no replica request.
+   */
+  async #drillDue(): Promise<void> {
+    if (this.#drilling || this.#closed) return
+    const now = Date.now()
+    let due: Entry | undefined
+    for (const e of this.#entries.values()) {
+      if (!e.replicator || !e.client || (e.state !== 'idle' && e.state !== 'replicating') || e.nextDrillAt > now) continue
+      const pos = e.replicator.pos()
+      if (e.drill?.ok && e.drill.position && samePos(e.drill.position, pos)) continue
+      if (!due || e.nextDrillAt < due.nextDrillAt) due = e
+    }
+    if (due) await this.drill(due.id)
+  }
+
+  /** drill restores one client from its replica now, checks it, and records the outcome. */
+  async drill(id: string): Promise<DrillStatus | undefined> {
+    const e = this.#entries.get(id)
+    if (!e?.replicator || !e.client || this.#drilling) return undefined
+    this.#drilling = true
+    try {
+      e.nextDrillAt = Date.now() + (this.#opts.drillIntervalMs ?? DEFAULT_DRILL_INTERVAL_MS)
+      const point = await e.replicator.drillPoint().catch(() => undefined)
+      const r = await runDrill(e.client, e.path, {
+        maxBytes: this.#opts.drillMaxBytes,
+        tmpDir: this.#opts.drillTmpDir,
+        expected: (pos) => (point && samePos(pos, point.pos) ? point.counts : undefined),
+      })
+      const status: DrillStatus = { at: r.at, ok: r.ok, skipped: r.skipped ?? false, position: r.position, durationMs: r.durationMs, error: r.error ?? null, compared: point !== undefined && r.position !== null && samePos(r.position, point.pos) }
+      e.drill = status
+      if (r.ok) this.#log.info({ id, position: r.position, durationMs: r.durationMs, compared: status.compared }, 'restore drill passed')
+      else if (r.skipped) this.#log.warn({ id, reason: r.error }, 'restore drill skipped')
+      else {
+        this.#log.error({ id, position: r.position, err: r.error }, 'RESTORE DRILL FAILED')
+        if (this.#opts.webhookUrl) {
+          fetch(this.#opts.webhookUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ event: 'drill_failed', id, at: new Date(r.at).toISOString(), error: r.error, position: r.position }) }).catch((err: unknown) => this.#log.warn({ err: errorMessage(err) }, 'webhook failed'))
+        }
+      }
+      this.#changed(id)
+      return status
+    } finally {
+      this.#drilling = false
+    }
+  }
+
   /** clients lists every known client, including stopped ones and duplicates, sorted by id. */
   clients(): ClientInfo[] {
     const out: ClientInfo[] = []
     for (const e of this.#entries.values()) out.push(this.#info(e))
     for (const [file, reason] of this.#conflicts) {
       const id = GUID_DB_RE.exec(path.basename(file))![1]!
-      out.push({ id, dir: path.dirname(file), path: file, state: 'conflict', dbSizeBytes: 0, walSizeBytes: 0, detectedAt: 0, replicator: null, lastError: reason, replica: '' })
+      out.push({ id, dir: path.dirname(file), path: file, state: 'conflict', dbSizeBytes: 0, walSizeBytes: 0, detectedAt: 0, replicator: null, lastError: reason, replica: '', drill: null })
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.dir < b.dir ? -1 : 1))
   }
@@ -376,6 +449,7 @@ export class Manager implements StatusSource {
       replicator: e.replicator ? e.replicator.status() : null,
       lastError: e.lastError,
       replica: e.replica,
+      drill: e.drill,
     }
   }
 
@@ -396,6 +470,7 @@ export class Manager implements StatusSource {
     if (this.#closed) return
     this.#closed = true
     if (this.#reconcileTimer) clearInterval(this.#reconcileTimer)
+    if (this.#drillTimer) clearInterval(this.#drillTimer)
     await Promise.all([...this.#watches.values()].map((w) => w.watch.close().catch(() => {})))
     const failures: string[] = []
     await Promise.all(
@@ -411,6 +486,10 @@ export class Manager implements StatusSource {
     )
     if (failures.length > 0) throw new Error(`final sync failed for ${failures.length} client(s): ${failures.slice(0, 5).join('; ')}`)
   }
+}
+
+function samePos(a: Pos, b: Pos): boolean {
+  return a.generation === b.generation && a.index === b.index && a.offset === b.offset
 }
 
 function dirIno(dir: string): string {

@@ -291,6 +291,24 @@ export class Replicator {
     return this.snapshot()
   }
 
+  /**
+   * drillPoint ships everything, then counts each user table's rows in a read transaction taken at exactly the
+   * shipped position, for a restore drill to compare against. undefined when commits kept arriving.
+   */
+  drillPoint(): Promise<{ pos: Pos; counts: Record<string, number> } | undefined> {
+    if (this.#closing) return Promise.reject(new ReplicaError('CLOSED', 'replicator is closed'))
+    return this.#exclusive(async () => {
+      await this.#syncPass()
+      const h = this.#handle
+      if (!h) return undefined
+      h.endRead()
+      h.beginRead() // a snapshot at the current end of the WAL: the shipped position if nothing new committed
+      const counts = h.tableCounts()
+      const shm = this.#readShm()
+      return shm && this.#caughtUp(shm) ? { pos: this.pos(), counts } : undefined
+    })
+  }
+
   /** whenStarted resolves after the first pass of the loop, successful or not. */
   whenStarted(): Promise<void> {
     return this.#started.promise

@@ -64,6 +64,18 @@ export interface ReplicatorStatus {
 /** ClientState is a client's lifecycle state as the dashboard shows it. */
 export type ClientState = 'replicating' | 'idle' | 'starting' | 'waiting' | 'error' | 'conflict' | 'stopped'
 
+/** DrillStatus is the outcome of the last restore drill of a client. */
+export interface DrillStatus {
+  readonly at: number
+  readonly ok: boolean
+  readonly skipped: boolean
+  readonly position: Pos | null
+  readonly durationMs: number
+  readonly error: string | null
+  /** compared is true when the restored rows were compared with the source at exactly the restored position. */
+  readonly compared: boolean
+}
+
 /** ClientInfo is one client as the dashboard and API show it. Immutable. */
 export interface ClientInfo {
   readonly id: string
@@ -76,6 +88,8 @@ export interface ClientInfo {
   readonly replicator: ReplicatorStatus | null
   readonly lastError: string | null
   readonly replica: string
+  /** drill is the last restore drill's outcome, or null before the first. */
+  readonly drill: DrillStatus | null
 }
 
 /** StatusSource is what the dashboard reads and drives: the manager implements it. */

@@ -121,6 +121,17 @@ export class SqliteHandle {
     this.#commit.run()
   }
 
+  /**
+   * tableCounts counts the rows of every user table inside the current read transaction (full scans: for restore
+   * drills, not hot paths). sqlite_* and _litestream_* tables are left out.
+   */
+  tableCounts(): Record<string, number> {
+    const names = this.#db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name").pluck().all() as string[]
+    const out: Record<string, number> = {}
+    for (const n of names) out[n] = Number(this.#db.prepare(`SELECT count(*) FROM "${n.replace(/"/g, '""')}"`).pluck().get())
+    return out
+  }
+
   /** checkpoint runs `PRAGMA wal_checkpoint(mode)` without waiting on locks; the read transaction must be released. */
   checkpoint(mode: 'PASSIVE' | 'TRUNCATE'): { busy: boolean; log: number; checkpointed: number } {
     this.endRead()

@@ -198,3 +198,25 @@ test('200 clients created in a burst are all replicated (reconcile backs up the 
   await until('all replicating', () => ids.every((id) => state(m, id)?.replicator?.generation), 60_000)
   for (const id of ids) assert.ok(fs.existsSync(path.join(replicaRoot, 'databases', id, 'generations')), `${id} has a replica`)
 })
+
+test('restore drill: restores the replica, compares rows at the shipped position, and records the outcome', async (t) => {
+  const { a, replicaRoot, m, app } = setup(t)
+  await m.start()
+  const id = guid()
+  const db = app(path.join(a, `${id}.db`))
+  insertRows(db, 25)
+  await until('replicating', () => state(m, id)?.replicator?.generation)
+  const ok = await m.drill(id)
+  assert.ok(ok?.ok, `drill passed: ${ok?.error}`)
+  assert.equal(ok!.compared, true, 'rows compared at exactly the restored position')
+  assert.deepEqual(m.client(id)?.drill, ok)
+  // Damage the replica: the drill must fail loudly.
+  const gen = m.client(id)!.replicator!.generation
+  const walDir = path.join(replicaRoot, 'databases', id, 'generations', gen, 'wal')
+  for (const f of fs.readdirSync(walDir)) fs.writeFileSync(path.join(walDir, f), 'garbage')
+  insertRows(db, 1)
+  await m.sync(id)
+  const bad = await m.drill(id)
+  assert.equal(bad?.ok, false)
+  assert.match(bad?.error ?? '', /lz4|invalid|magic/i)
+})
