@@ -329,10 +329,9 @@ export class Replicator {
     const startedAt = this.#opts.now()
     this.#urgent = false
     if (!this.#handle) await this.#open()
-    const handle = this.#handle!
     for (let attempt = 0; ; attempt++) {
-      this.#checkDbIdentity()
-      handle.beginRead()
+      this.#checkDbIdentity() // may reopen: always use this.#handle afresh
+      this.#handle!.beginRead()
       const shm = this.#readShm()
       if (!shm) {
         if (attempt < 3) continue
@@ -376,8 +375,8 @@ export class Replicator {
       // Replaced by rename or deleted and recreated: a different database from here on.
       this.#log.info({ reason: 'database file replaced' }, 'reopening database')
       this.#closeHandle()
-      this.#openHandle()
       this.#generation = ''
+      this.#openHandle()
     }
   }
 
