@@ -1,265 +1,247 @@
 /**
- * The dashboard: page, JSON API, Server-Sent Events and Prometheus metrics over a read-only StatusSource.
+ * The dashboard: page, JSON API, Server-Sent Events and Prometheus metrics over a StatusSource.
  * Imports hono, prom-client and types only; never the manager or the engine.
  *
- * Security: loopback by default (the caller refuses a non-loopback bind without a token); with a token every
- * route but /healthz needs it (Bearer header or the HttpOnly cookie set by `/?token=`); the Host header must be
- * one we serve (DNS rebinding); POSTs refuse cross-site requests; a strict Content-Security-Policy; data goes
- * into the DOM through textContent only.
+ * Every request passes, in order: security headers (CSP, nosniff, no-referrer, no framing) → `/healthz`
+ * (answered here: no Host check, no auth) → Host check (421, DNS rebinding) → token (401) → for POSTs the
+ * cross-site check (403) and the body type (415) → the route. Errors become `{ "error": message }`.
+ *
+ * @example
+ * const app = createApp(manager, { token, allowedHosts: ['localhost', '127.0.0.1', '[::1]'], ready: () => scanned })
+ * const res = await app.request('/api/clients')   // tests need no socket
  * @module
  */
-import { timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import { Hono, type Context } from 'hono'
 import { getCookie, setCookie } from 'hono/cookie'
-import { streamSSE } from 'hono/streaming'
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
-import { errorMessage } from '../errors.js'
-import type { ClientInfo, StatusSource } from '../types.js'
-import { APP_CSS, APP_JS, INDEX_HTML } from './assets.js'
+import type { Registry } from 'prom-client'
+import { errorMessage, ReplicaError } from '../errors.js'
+import type { ClientInfo, Pos, StatusSource } from '../types.js'
+import { APP_CSS, APP_JS, FAVICON_SVG, INDEX_HTML } from './assets.js'
+import { DEFAULT_EVENT_INTERVAL_MS, EventHub } from './events.js'
+import { registerMetrics } from './metrics.js'
+import { defaultRestoreCommand, GUID_RE, safeJson, toRow, type ClientRow } from './rows.js'
 
-const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-/** SSE_FLUSH_MS bounds the event rate: changes are coalesced per client and sent at most this often. */
-export const SSE_FLUSH_MS = 250
-/** SSE_MAX_PENDING drops a subscriber whose unsent backlog grows past this many clients' worth of events. */
-const SSE_MAX_BUFFERED_BYTES = 4 << 20
+export type { ClientRow } from './rows.js'
 
-/** DashboardOptions configures the app. */
+/** SSE_FLUSH_MS is the default minimum time between two `delta` events. */
+export const SSE_FLUSH_MS = DEFAULT_EVENT_INTERVAL_MS
+
+/** TOKEN_COOKIE is the name of the session cookie set by `/?token=`. */
+export const TOKEN_COOKIE = 'token'
+
+/** CONTENT_SECURITY_POLICY is sent on every response: same-origin script, style, fetch and images only. */
+export const CONTENT_SECURITY_POLICY =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+/** DashboardOptions configures createApp. */
 export interface DashboardOptions {
-  /** token, when set, is required on every route but /healthz. */
+  /** token, when set (non-empty), is required on every route but /healthz: `Authorization: Bearer` or the cookie. */
   readonly token?: string
-  /** allowedHosts lists host names (without port) accepted in the Host header. */
+  /** allowedHosts lists the host names (port ignored; `[::1]` and `::1` alike) accepted in the Host header. */
   readonly allowedHosts: readonly string[]
-  /** ready reports whether the first directory scan finished (for /readyz). */
+  /** ready reports whether the source has been scanned, for /readyz. Undefined: always ready. */
   readonly ready?: () => boolean
-  /** collectProcessMetrics adds prom-client's default process metrics and event-loop delay. Default true. */
+  /** metrics is the registry to add our metrics to. Undefined: a new per-app Registry (never the global one). */
+  readonly metrics?: Registry
+  /** collectProcessMetrics adds prom-client's process and event-loop-delay metrics. Default true. */
   readonly collectProcessMetrics?: boolean
+  /** restoreCommand renders a client's restore command line. Default `litestream restore -o <guid>.db <replica>`. */
+  readonly restoreCommand?: (c: ClientInfo) => string
+  /** now is the wall clock (epoch ms) stamped on events. Default Date.now. */
+  readonly now?: () => number
+  /** eventIntervalMs is the minimum time between two SSE deltas. Default 250. */
+  readonly eventIntervalMs?: number
+  /** heartbeatIntervalMs is the SSE comment heartbeat period; 0 disables. Default 15 000. */
+  readonly heartbeatIntervalMs?: number
+  /** maxEventSubscribers bounds concurrent /api/events streams (503 past it). Default 32. */
+  readonly maxEventSubscribers?: number
+  /** maxQueuedEventBytes is the unread bytes an SSE subscriber may hold before it is disconnected. Default 1 MiB. */
+  readonly maxQueuedEventBytes?: number
 }
 
-/** ClientJson is one client as the API returns it. Times are epoch milliseconds or null. */
-export interface ClientJson {
-  readonly id: string
-  readonly dir: string
-  readonly path: string
-  readonly state: string
-  readonly dbSizeBytes: number
-  readonly walSizeBytes: number
-  readonly generation: string
-  readonly index: number
-  readonly offset: number
-  readonly lagMs: number
-  readonly lastLagMs: number
-  readonly lastSyncAt: number | null
-  readonly lastSnapshotAt: number | null
-  readonly bytesShipped: number
-  readonly objectsWritten: number
-  readonly generationsStarted: number
-  readonly lastError: string | null
-  readonly replica: string
-  readonly restoreCommand: string
-  readonly lastDrillAt: number | null
-  readonly lastDrillOk: boolean | null
-  readonly lastDrillError: string | null
-}
+type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 415 | 421 | 500 | 503
 
-/** toJson flattens a ClientInfo for the API. */
-export function toJson(c: ClientInfo): ClientJson {
-  const r = c.replicator
-  return {
-    id: c.id,
-    dir: c.dir,
-    path: c.path,
-    state: c.state,
-    dbSizeBytes: c.dbSizeBytes,
-    walSizeBytes: c.walSizeBytes,
-    generation: r?.generation ?? '',
-    index: r?.index ?? 0,
-    offset: r?.offset ?? 0,
-    lagMs: r?.lagMs ?? 0,
-    lastLagMs: r?.lastLagMs ?? 0,
-    lastSyncAt: r?.lastSyncAt ?? null,
-    lastSnapshotAt: r?.lastSnapshotAt ?? null,
-    bytesShipped: r?.bytesShipped ?? 0,
-    objectsWritten: r?.objectsWritten ?? 0,
-    generationsStarted: r?.generationsStarted ?? 0,
-    lastError: c.lastError ?? r?.lastError ?? null,
-    replica: c.replica,
-    restoreCommand: c.replica ? `litestream restore -o ${c.id}.db ${c.replica}` : '',
-    lastDrillAt: c.drill?.at ?? null,
-    lastDrillOk: c.drill ? c.drill.ok : null,
-    lastDrillError: c.drill?.error ?? null,
+/** normalizeHost lowercases a host, drops its port and IPv6 brackets: `[::1]:8080` -> `::1`. */
+export function normalizeHost(host: string): string {
+  const h = host.trim().toLowerCase()
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']')
+    return end < 0 ? h : h.slice(1, end)
   }
+  const colons = h.split(':').length - 1
+  if (colons === 1) return h.slice(0, h.indexOf(':'))
+  return h // a bare name, or a bare IPv6 address (which has no port)
 }
 
-function tokenMatches(given: string | undefined, want: string): boolean {
-  if (given === undefined) return false
-  const a = Buffer.from(given)
-  const b = Buffer.from(want)
-  return a.length === b.length && timingSafeEqual(a, b)
-}
+const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest()
 
-function hostName(host: string): string {
-  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1)
-  const i = host.lastIndexOf(':')
-  return i >= 0 ? host.slice(0, i) : host
-}
-
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-
-/** metricsRegistry builds a per-app registry whose per-client series are computed at scrape time. */
-function metricsRegistry(source: StatusSource, processMetrics: boolean): Registry {
-  const registry = new Registry()
-  if (processMetrics) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 })
-  const perClient = (name: string, help: string, pick: (c: ClientJson) => number): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames: ['client'],
-      registers: [registry],
-      collect() {
-        this.reset()
-        for (const c of source.clients()) if (c.state !== 'conflict') this.set({ client: c.id }, pick(toJson(c)))
-      },
-    })
-  }
-  perClient('litestream_manager_client_lag_ms', 'Age of the oldest unshipped change, ms (0 when caught up).', (c) => c.lagMs)
-  perClient('litestream_manager_client_bytes_shipped_total', 'Uncompressed WAL bytes shipped since start.', (c) => c.bytesShipped)
-  perClient('litestream_manager_client_objects_written_total', 'Snapshot and segment objects written since start.', (c) => c.objectsWritten)
-  perClient('litestream_manager_client_db_size_bytes', 'Database file size.', (c) => c.dbSizeBytes)
-  perClient('litestream_manager_client_wal_size_bytes', 'WAL file size.', (c) => c.walSizeBytes)
-  perClient('litestream_manager_client_error', '1 when the client is in the error state.', (c) => (c.state === 'error' ? 1 : 0))
-  perClient('litestream_manager_client_generations_started_total', 'Generations started since start (each costs a snapshot).', (c) => c.generationsStarted)
-  perClient('litestream_manager_client_last_drill_ok', 'Last restore drill: 1 passed, 0 failed, -1 none yet.', (c) => (c.lastDrillOk === null ? -1 : c.lastDrillOk ? 1 : 0))
-  new Gauge({
-    name: 'litestream_manager_clients',
-    help: 'Clients by state.',
-    labelNames: ['state'],
-    registers: [registry],
-    collect() {
-      this.reset()
-      const n = new Map<string, number>()
-      for (const c of source.clients()) n.set(c.state, (n.get(c.state) ?? 0) + 1)
-      for (const [state, v] of n) this.set({ state }, v)
-    },
-  })
-  return registry
-}
-
-/** createApp builds the dashboard app. */
+/** createApp builds the dashboard over source. It holds no timers until an SSE subscriber connects. */
 export function createApp(source: StatusSource, opts: DashboardOptions): Hono {
-  const app = new Hono()
-  const allowed = new Set(opts.allowedHosts.map((h) => h.toLowerCase()))
-  const registry = metricsRegistry(source, opts.collectProcessMetrics ?? true)
+  if (opts.allowedHosts.length === 0) throw new ReplicaError('CONFIG_INVALID', 'dashboard: allowedHosts names no host')
+  const allowed = new Set(opts.allowedHosts.map(normalizeHost))
+  const now = opts.now ?? Date.now
+  const restoreCommand = opts.restoreCommand ?? defaultRestoreCommand
+  const token = opts.token ? opts.token : undefined
+  // Compare digests, so neither the length nor a prefix of the token leaks through timing. The cookie carries
+  // an HMAC of the token, never the token itself.
+  const tokenDigest = token === undefined ? undefined : sha256(token)
+  const cookieValue = token === undefined ? undefined : createHmac('sha256', token).update('litestream-manager dashboard cookie v1').digest('base64url')
+  const cookieDigest = cookieValue === undefined ? undefined : sha256(cookieValue)
+  const matches = (given: string | undefined, want: Buffer | undefined): boolean =>
+    given !== undefined && want !== undefined && timingSafeEqual(sha256(given), want)
 
-  app.onError((err, c) => {
-    c.header('Cache-Control', 'no-store')
-    return c.json({ error: errorMessage(err) }, 500)
+  const rows = (ids?: ReadonlySet<string>): ClientRow[] => {
+    const out: ClientRow[] = []
+    for (const c of source.clients()) if (!ids || ids.has(c.id)) out.push(toRow(c, restoreCommand))
+    return out
+  }
+  const hub = new EventHub(source, {
+    rows,
+    now,
+    intervalMs: opts.eventIntervalMs,
+    heartbeatIntervalMs: opts.heartbeatIntervalMs,
+    maxSubscribers: opts.maxEventSubscribers,
+    maxQueuedBytes: opts.maxQueuedEventBytes,
   })
-  app.notFound((c) => c.json({ error: 'not found' }, 404))
+  const registry = registerMetrics(source, opts.metrics, { defaultMetrics: opts.collectProcessMetrics ?? true })
 
+  const app = new Hono()
+  /** json answers with safeJson: `<`, `>` and `&` inside strings are \u-escaped, so no response can carry markup. */
+  const json = (c: Context, value: unknown, status: 200 | ErrorStatus = 200): Response => {
+    c.header('Content-Type', 'application/json; charset=utf-8')
+    return c.body(safeJson(value), status)
+  }
+  const fail = (c: Context, status: ErrorStatus, error: string): Response => {
+    c.header('Cache-Control', 'no-store')
+    return json(c, { error }, status)
+  }
+
+  app.onError((err, c) => fail(c, 500, `internal error: ${errorMessage(err)}`))
+  app.notFound((c) => fail(c, 404, 'not found'))
+
+  // 1. Security headers on every response, including errors and the SSE stream.
   app.use('*', async (c, next) => {
-    c.header('Content-Security-Policy', CSP)
-    c.header('X-Content-Type-Options', 'nosniff')
-    c.header('Referrer-Policy', 'no-referrer')
-    c.header('X-Frame-Options', 'DENY')
-    const host = (c.req.header('host') ?? '').toLowerCase()
-    if (!allowed.has(hostName(host))) return c.json({ error: 'unexpected Host header' }, 421)
-    if (c.req.path === '/healthz') return next()
-    if (opts.token) {
-      const auth = c.req.header('authorization')
-      const bearer = auth?.startsWith('Bearer ') ? auth.slice(7) : undefined
-      const viaQuery = c.req.path === '/' ? c.req.query('token') : undefined
-      if (tokenMatches(viaQuery, opts.token)) {
-        setCookie(c, 'token', opts.token, { httpOnly: true, sameSite: 'Strict', path: '/' })
+    await next()
+    const h = c.res.headers
+    h.set('Content-Security-Policy', CONTENT_SECURITY_POLICY)
+    h.set('X-Content-Type-Options', 'nosniff')
+    h.set('Referrer-Policy', 'no-referrer')
+    h.set('X-Frame-Options', 'DENY')
+    h.set('Cross-Origin-Opener-Policy', 'same-origin')
+    h.set('Cross-Origin-Resource-Policy', 'same-origin')
+  })
+
+  // 2. Liveness: always 200, for probes that neither know the token nor send our Host.
+  app.get('/healthz', (c) => c.text('ok'))
+
+  // 3. Host check (DNS rebinding), then the token, then cross-site and body-type checks for writes.
+  app.use('*', async (c, next) => {
+    const host = c.req.header('host') ?? new URL(c.req.url).host
+    if (!allowed.has(normalizeHost(host))) return fail(c, 421, 'unexpected Host header')
+
+    if (token !== undefined) {
+      const query = c.req.path === '/' && c.req.method === 'GET' ? c.req.query('token') : undefined
+      if (query !== undefined) {
+        if (!matches(query, tokenDigest)) return fail(c, 401, 'unauthorized')
+        // Trade the token in the address for a cookie, and drop it from the address bar and history.
+        setCookie(c, TOKEN_COOKIE, cookieValue!, { httpOnly: true, sameSite: 'Strict', path: '/' })
+        c.header('Cache-Control', 'no-store')
         return c.redirect('/', 303)
       }
-      if (!tokenMatches(bearer, opts.token) && !tokenMatches(getCookie(c, 'token'), opts.token)) {
-        return c.json({ error: 'unauthorized' }, 401)
+      const auth = c.req.header('authorization')
+      const bearer = auth !== undefined && /^bearer /i.test(auth) ? auth.slice(7).trim() : undefined
+      if (!matches(bearer, tokenDigest) && !matches(getCookie(c, TOKEN_COOKIE), cookieDigest)) {
+        c.header('WWW-Authenticate', 'Bearer')
+        return fail(c, 401, 'unauthorized: send Authorization: Bearer <token>, or open /?token=<token> once')
       }
     }
-    if (c.req.method === 'POST') {
+
+    if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
       const site = c.req.header('sec-fetch-site')
+      if (site !== undefined && site !== 'same-origin' && site !== 'none') return fail(c, 403, 'cross-site request refused')
       const origin = c.req.header('origin')
-      if ((site && site !== 'same-origin' && site !== 'none') || (origin && !allowed.has(hostName(origin.replace(/^https?:\/\//, '').toLowerCase())))) {
-        return c.json({ error: 'cross-site request refused' }, 403)
-      }
-      const type = c.req.header('content-type')
-      if (type && !type.startsWith('application/json')) return c.json({ error: 'content-type must be application/json' }, 415)
+      if (origin !== undefined && !sameOrigin(origin, host)) return fail(c, 403, 'cross-origin request refused')
+      const length = c.req.header('content-length')
+      const hasBody = (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined
+      const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase()
+      if ((hasBody || type !== '') && type !== 'application/json') return fail(c, 415, 'a request body must be application/json')
     }
-    return next()
+    await next()
   })
 
-  app.get('/healthz', (c) => c.text('ok'))
-  app.get('/readyz', (c) => ((opts.ready?.() ?? true) ? c.text('ready') : c.text('starting', 503)))
-  app.get('/', (c) => {
+  // 4. The page and its assets.
+  const asset = (body: string, type: string) => (c: Context) => {
+    c.header('Content-Type', type)
+    c.header('Cache-Control', 'no-cache')
+    return c.body(body)
+  }
+  app.get('/', asset(INDEX_HTML, 'text/html; charset=utf-8'))
+  app.get('/assets/app.js', asset(APP_JS, 'text/javascript; charset=utf-8'))
+  app.get('/assets/app.css', asset(APP_CSS, 'text/css; charset=utf-8'))
+  app.get('/assets/favicon.svg', asset(FAVICON_SVG, 'image/svg+xml'))
+
+  // 5. Probes and metrics.
+  app.get('/readyz', (c) => ((opts.ready?.() ?? true) ? c.text('ready') : c.text('not ready: first scan not finished', 503)))
+  app.get('/metrics', async (c) => {
+    c.header('Content-Type', registry.contentType)
     c.header('Cache-Control', 'no-store')
-    return c.html(INDEX_HTML)
+    return c.body(await registry.metrics())
   })
-  app.get('/assets/app.js', (c) => c.body(APP_JS, 200, { 'Content-Type': 'text/javascript; charset=utf-8' }))
-  app.get('/assets/app.css', (c) => c.body(APP_CSS, 200, { 'Content-Type': 'text/css; charset=utf-8' }))
 
-  app.get('/api/clients', (c) => c.json(source.clients().map(toJson)))
+  // 6. JSON API.
+  app.use('/api/*', async (c, next) => {
+    await next()
+    if (!c.res.headers.has('Cache-Control')) c.res.headers.set('Cache-Control', 'no-store')
+  })
+  app.get('/api/clients', (c) => json(c, rows()))
 
-  const withClient = (c: Context): { id: string } | Response => {
+  /** known validates :id and resolves the client; otherwise it answers 400 or 404. */
+  const known = (c: Context): ClientInfo | Response => {
     const id = c.req.param('id') ?? ''
-    if (!ID_RE.test(id)) return c.json({ error: 'malformed client id: want a lowercase GUID' }, 400)
-    if (!source.client(id)) return c.json({ error: 'unknown client' }, 404)
-    return { id }
+    if (!GUID_RE.test(id)) return fail(c, 400, 'malformed client id: want a lowercase GUID')
+    return source.client(id) ?? fail(c, 404, 'unknown client')
   }
   app.get('/api/clients/:id', (c) => {
-    const r = withClient(c)
-    if (r instanceof Response) return r
-    return c.json(toJson(source.client(r.id)!))
+    const info = known(c)
+    return info instanceof Response ? info : json(c, toRow(info, restoreCommand))
   })
-  const action = (fn: (id: string) => Promise<unknown>) => async (c: Context) => {
-    const r = withClient(c)
-    if (r instanceof Response) return r
-    const pos = await fn(r.id)
-    if (pos === undefined) return c.json({ error: 'client is not replicating' }, 409)
-    return c.json({ pos })
+  const action = (run: (id: string) => Promise<Pos | undefined>, what: string) => async (c: Context) => {
+    const info = known(c)
+    if (info instanceof Response) return info
+    let pos: Pos | undefined
+    try {
+      pos = await run(info.id)
+    } catch (err) {
+      return fail(c, 500, `${what} failed: ${errorMessage(err)}`)
+    }
+    if (pos === undefined) return fail(c, 409, 'client is not replicating')
+    return json(c, { id: info.id, pos: { generation: pos.generation, index: pos.index, offset: pos.offset } })
   }
-  app.post('/api/clients/:id/sync', action((id) => source.sync(id)))
-  app.post('/api/clients/:id/snapshot', action((id) => source.snapshot(id)))
+  app.post('/api/clients/:id/sync', action((id) => source.sync(id), 'sync'))
+  app.post('/api/clients/:id/snapshot', action((id) => source.snapshot(id), 'snapshot'))
 
-  app.get('/api/events', (c) =>
-    streamSSE(c, async (stream) => {
-      const pending = new Set<string>()
-      let closed = false
-      const unsubscribe = source.subscribe((id) => {
-        pending.add(id)
-      })
-      stream.onAbort(() => {
-        closed = true
-      })
-      try {
-        await stream.writeSSE({ event: 'snapshot', data: JSON.stringify(source.clients().map(toJson)) })
-        let sinceBeat = 0
-        while (!closed && !stream.aborted) {
-          await stream.sleep(SSE_FLUSH_MS)
-          sinceBeat += SSE_FLUSH_MS
-          if (pending.size > 0) {
-            const ids = [...pending]
-            pending.clear()
-            const changed: ClientJson[] = []
-            const removed: string[] = []
-            for (const id of ids) {
-              const info = source.client(id)
-              if (info) changed.push(toJson(info))
-              else removed.push(id)
-            }
-            const data = JSON.stringify({ changed, removed })
-            if (data.length > SSE_MAX_BUFFERED_BYTES) break // a subscriber that far behind is dropped; it reconnects
-            await stream.writeSSE({ event: 'delta', data })
-          } else if (sinceBeat >= 15_000) {
-            sinceBeat = 0
-            await stream.write(': keep-alive\n\n')
-          }
-        }
-      } finally {
-        unsubscribe()
-      }
-    }),
-  )
+  app.get('/api/events', (c) => {
+    const stream = hub.open()
+    if (!stream) return fail(c, 503, 'too many event subscribers')
+    c.header('Content-Type', 'text/event-stream; charset=utf-8')
+    c.header('Cache-Control', 'no-store, no-transform')
+    c.header('X-Accel-Buffering', 'no')
+    return c.body(stream)
+  })
 
-  app.get('/metrics', async (c) => c.body(await registry.metrics(), 200, { 'Content-Type': registry.contentType }))
   return app
+}
+
+/** sameOrigin reports whether an Origin header names the host the request was sent to. */
+function sameOrigin(origin: string, host: string): boolean {
+  try {
+    const u = new URL(origin)
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return false
+    // Compare as the URL parser normalizes both (case, default port, IPv6 form).
+    return u.host === new URL(`${u.protocol}//${host}`).host
+  } catch {
+    return false // "null" and garbage
+  }
 }

@@ -42,14 +42,11 @@ export const INDEX_HTML = `<!doctype html>
   <input id="search" type="search" placeholder="Filter by GUID, directory, state or error" autocomplete="off" spellcheck="false" aria-label="Filter clients">
   <span id="shown" class="muted"></span>
 </div>
+<div class="workspace">
 <main class="table-wrap" id="table-wrap">
-  <table id="clients">
-    <colgroup>
-      <col class="c-id"><col class="c-dir"><col class="c-state"><col class="c-num"><col class="c-num">
-      <col class="c-gen"><col class="c-pos"><col class="c-time"><col class="c-lag"><col class="c-num"><col class="c-obj"><col class="c-err">
-    </colgroup>
-    <thead><tr id="head"></tr></thead>
-    <tbody id="rows"></tbody>
+  <table id="clients" role="table" aria-label="Clients">
+    <thead role="rowgroup"><tr id="head" role="row"></tr></thead>
+    <tbody id="rows" role="rowgroup"></tbody>
   </table>
   <p id="empty" class="empty" hidden>No clients yet. Drop a <code>&lt;guid&gt;.db</code> file into a watched directory.</p>
 </main>
@@ -64,12 +61,12 @@ export const INDEX_HTML = `<!doctype html>
   </div>
   <div class="d-body">
     <section>
-      <h3>Lag and throughput <span class="muted">last 5 minutes</span></h3>
+      <h3>Lag and throughput <span id="d-span" class="muted">last 5 min</span></h3>
       <div id="d-charts" class="charts"></div>
     </section>
     <section>
       <h3>Restore</h3>
-      <div class="cmd"><code id="d-restore" class="mono"></code><button id="d-copy" type="button">Copy</button></div>
+      <div class="cmd"><code id="d-cmd" class="mono"></code><button id="d-copy" type="button">Copy</button></div>
     </section>
     <section>
       <h3>Actions</h3>
@@ -85,6 +82,7 @@ export const INDEX_HTML = `<!doctype html>
     </section>
   </div>
 </aside>
+</div>
 </body>
 </html>
 `
@@ -159,13 +157,24 @@ button.icon:hover { color: var(--fg); }
 }
 #search:focus { border-color: var(--accent); box-shadow: 0 0 0 3px color-mix(in srgb, var(--accent) 20%, transparent); }
 
-.table-wrap { flex: 1; min-height: 0; overflow: auto; margin: 0 20px 16px; background: var(--panel); border: 1px solid var(--line); border-radius: 8px; }
-table { border-collapse: separate; border-spacing: 0; width: 100%; min-width: 1380px; table-layout: fixed; }
-col.c-id { width: 300px; } col.c-dir { width: 190px; } col.c-state { width: 110px; } col.c-num { width: 92px; }
-col.c-gen { width: 150px; } col.c-pos { width: 140px; } col.c-time { width: 96px; } col.c-lag { width: 80px; }
-col.c-obj { width: 76px; } col.c-err { width: auto; min-width: 200px; }
+.workspace { flex: 1; min-height: 0; display: flex; gap: 14px; margin: 0 20px 16px; }
+.table-wrap { flex: 1; min-width: 0; overflow: auto; background: var(--panel); border: 1px solid var(--line); border-radius: 8px; }
+/*
+ * The table is laid out as CSS grid rows, not with table layout: a text change in one cell then re-lays out one
+ * row, not 1000, and content-visibility lets the browser skip rows that are scrolled out of view. Roles keep
+ * the table semantics for assistive technology.
+ */
+table { display: block; min-width: 1590px; }
+thead, tbody { display: block; }
+thead { position: sticky; top: 0; z-index: 1; }
+tr {
+  display: grid;
+  grid-template-columns: 284px 180px 108px 88px 88px 150px 164px 92px 76px 88px 72px minmax(200px, 1fr);
+}
+th, td { display: block; min-width: 0; }
+tbody tr { content-visibility: auto; contain-intrinsic-size: auto 33px; }
 thead th {
-  position: sticky; top: 0; z-index: 1; background: var(--head); text-align: left; font-weight: 600; font-size: 11px;
+  background: var(--head); text-align: left; font-weight: 600; font-size: 11px;
   text-transform: uppercase; letter-spacing: .04em; color: var(--muted); padding: 8px 10px;
   border-bottom: 1px solid var(--line-strong); cursor: pointer; user-select: none; white-space: nowrap;
 }
@@ -198,10 +207,13 @@ td.lag-bad { color: var(--bad); font-weight: 600; }
 .s-stopped { color: var(--stop); background: var(--stop-bg); }
 
 .detail {
-  position: fixed; top: 0; right: 0; bottom: 0; width: min(560px, 100vw); z-index: 5; display: flex; flex-direction: column;
-  background: var(--panel); border-left: 1px solid var(--line-strong); box-shadow: -12px 0 32px rgba(15, 23, 42, .14);
+  flex: none; width: 480px; display: flex; flex-direction: column; min-height: 0;
+  background: var(--panel); border: 1px solid var(--line); border-radius: 8px;
 }
 .detail[hidden] { display: none; }
+@media (max-width: 1100px) {
+  .detail { position: fixed; top: 0; right: 0; bottom: 0; width: min(480px, 100vw); z-index: 5; border-radius: 0; box-shadow: -12px 0 32px rgba(15, 23, 42, .18); }
+}
 .d-head { display: flex; align-items: center; gap: 12px; padding: 14px 18px; border-bottom: 1px solid var(--line); }
 .d-head > div { flex: 1; min-width: 0; }
 .d-kicker { font-size: 11px; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); }
@@ -223,7 +235,7 @@ td.lag-bad { color: var(--bad); font-weight: 600; }
 .cmd { display: flex; gap: 8px; align-items: stretch; }
 .cmd code {
   flex: 1; min-width: 0; padding: 8px 10px; background: var(--head); border: 1px solid var(--line); border-radius: 6px;
-  overflow-x: auto; white-space: nowrap; user-select: all;
+  white-space: pre-wrap; word-break: break-all; user-select: all;
 }
 .actions { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
 .fields { display: grid; grid-template-columns: 150px 1fr; gap: 5px 12px; margin: 0; }
@@ -237,10 +249,12 @@ export const APP_JS = String.raw`(function () {
   'use strict';
 
   var HISTORY_MS = 5 * 60 * 1000;
+  var SPANS = [{ ms: 30000, label: '30 s' }, { ms: 60000, label: '1 min' }, { ms: 120000, label: '2 min' }, { ms: HISTORY_MS, label: '5 min' }];
   var STATES = ['replicating', 'idle', 'starting', 'waiting', 'error', 'conflict', 'stopped'];
   var STATE_RANK = { error: 0, conflict: 1, waiting: 2, starting: 3, replicating: 4, idle: 5, stopped: 6 };
   var GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
   var nf = new Intl.NumberFormat('en-US');
+  var dtf = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
   // ---- formatting -------------------------------------------------------------------------------------
   function fmtBytes(n) {
@@ -266,7 +280,7 @@ export const APP_JS = String.raw`(function () {
     return fmtDuration(d) + ' ago';
   }
   function fmtTime(t) {
-    return t == null ? 'never' : new Date(t).toLocaleString() + ' (' + fmtAgo(t) + ')';
+    return t == null ? 'never' : dtf.format(t) + ' (' + fmtAgo(t) + ')';
   }
   function hex8(n) {
     var s = (n >>> 0).toString(16);
@@ -292,7 +306,7 @@ export const APP_JS = String.raw`(function () {
     { key: 'walSizeBytes', label: 'WAL size', num: true, text: function (r) { return fmtBytes(r.walSizeBytes); }, sort: function (r) { return r.walSizeBytes; } },
     { key: 'generation', label: 'Generation', text: function (r) { return r.generation || '—'; }, sort: function (r) { return r.generation; }, cls: function (r) { return r.generation ? 'mono' : 'dim'; } },
     { key: 'position', label: 'Index / offset', num: true, text: fmtPos, sort: function (r) { return r.index * 4294967296 + r.offset; }, cls: function () { return 'mono'; } },
-    { key: 'lastSyncAt', label: 'Last sync', num: true, live: true, text: function (r) { return fmtAgo(r.lastSyncAt); }, sort: function (r) { return r.lastSyncAt || 0; }, title: function (r) { return r.lastSyncAt == null ? '' : new Date(r.lastSyncAt).toLocaleString(); } },
+    { key: 'lastSyncAt', label: 'Last sync', num: true, live: true, text: function (r) { return fmtAgo(r.lastSyncAt); }, sort: function (r) { return r.lastSyncAt || 0; }, title: function (r) { return r.lastSyncAt == null ? '' : dtf.format(r.lastSyncAt); } },
     { key: 'lagMs', label: 'Lag', num: true, text: function (r) { return fmtDuration(r.lagMs); }, sort: function (r) { return r.lagMs == null ? -1 : r.lagMs; },
       cls: function (r) { return r.lagMs == null ? 'dim' : r.lagMs >= 60000 ? 'lag-bad' : r.lagMs >= 5000 ? 'lag-warn' : ''; } },
     { key: 'bytesShipped', label: 'Shipped', num: true, text: function (r) { return fmtBytes(r.bytesShipped); }, sort: function (r) { return r.bytesShipped; } },
@@ -308,7 +322,7 @@ export const APP_JS = String.raw`(function () {
   var sortCol = COLS[0], sortDir = 1;
   var filter = '';
   var selectedKey = null;
-  var history = new Map();   // key -> { t: [], lag: [], bytes: [] }
+  var samples = new Map();   // key -> { t: [], lag: [], bytes: [] }, the last 5 minutes
 
   var el = function (id) { return document.getElementById(id); };
   var tbody, headRow, searchBox, shownEl, emptyEl, detailEl;
@@ -371,11 +385,14 @@ export const APP_JS = String.raw`(function () {
   // ---- rows -------------------------------------------------------------------------------------------
   function createRow(key) {
     var tr = document.createElement('tr');
+    tr.setAttribute('role', 'row');
     tr.tabIndex = 0;
     tr.dataset.key = key;
+    tr.dataset.id = key.slice(0, key.indexOf('\n'));
     var cells = [];
     for (var i = 0; i < COLS.length; i++) {
       var td = document.createElement('td');
+      td.setAttribute('role', 'cell');
       if (COLS[i].badge) td.appendChild(document.createElement('span'));
       tr.appendChild(td);
       cells.push(td);
@@ -415,7 +432,7 @@ export const APP_JS = String.raw`(function () {
     pending.forEach(function (data, key) {
       var row = rows.get(key);
       if (data === null) {
-        if (row) { row.tr.remove(); rows.delete(key); history.delete(key); }
+        if (row) { row.tr.remove(); rows.delete(key); samples.delete(key); }
         if (key === selectedKey) selectedChanged = true;
         return;
       }
@@ -427,6 +444,7 @@ export const APP_JS = String.raw`(function () {
         orderDirty = true;
       }
       row.data = data;
+      if (row.tr.dataset.state !== data.state) row.tr.dataset.state = data.state;
       renderRow(row);
       record(key, data, now);
       if (key === selectedKey) selectedChanged = true;
@@ -505,6 +523,7 @@ export const APP_JS = String.raw`(function () {
     COLS.forEach(function (col) {
       var th = document.createElement('th');
       th.scope = 'col';
+      th.setAttribute('role', 'columnheader');
       th.textContent = col.label;
       th.tabIndex = 0;
       if (col.num) th.className = 'num';
@@ -532,8 +551,8 @@ export const APP_JS = String.raw`(function () {
   // ---- history and charts --------------------------------------------------------------------------------
   function record(key, r, now) {
     if (r.lagMs == null) return;
-    var h = history.get(key);
-    if (!h) { h = { t: [], lag: [], bytes: [] }; history.set(key, h); }
+    var h = samples.get(key);
+    if (!h) { h = { t: [], lag: [], bytes: [] }; samples.set(key, h); }
     var last = h.t.length - 1;
     if (last >= 0 && now - h.t[last] < 1000) {
       h.lag[last] = Math.max(h.lag[last], r.lagMs);
@@ -554,7 +573,7 @@ export const APP_JS = String.raw`(function () {
   }
 
   // chart draws one series (points [t, v]) over the last 5 minutes as a line with a soft area.
-  function chart(title, points, kind, fmt, current) {
+  function chart(title, points, kind, fmt, current, span) {
     var W = 520, H = 84, top = 6, bottom = 16;
     var box = document.createElement('div');
     box.className = 'chart';
@@ -568,14 +587,14 @@ export const APP_JS = String.raw`(function () {
     head.appendChild(now);
     box.appendChild(head);
     var svg = svgEl('svg', { viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', role: 'img' });
-    svg.setAttribute('aria-label', title + ' over the last 5 minutes');
-    var t1 = serverNow(), t0 = t1 - HISTORY_MS;
+    svg.setAttribute('aria-label', title + ' over the last ' + span.label);
+    var t1 = serverNow(), t0 = t1 - span.ms;
     var max = 0;
-    for (var i = 0; i < points.length; i++) if (points[i][1] > max) max = points[i][1];
+    for (var i = 0; i < points.length; i++) if (points[i][0] >= t0 && points[i][1] > max) max = points[i][1];
     var ymax = max > 0 ? max * 1.15 : 1;
-    var x = function (t) { return ((Math.max(t, t0) - t0) / HISTORY_MS) * W; };
+    var x = function (t) { return ((Math.max(t, t0) - t0) / span.ms) * W; };
     var y = function (v) { return top + (1 - v / ymax) * (H - top - bottom); };
-    [0.5, 1].forEach(function (f) { svg.appendChild(svgEl('line', { x1: 0, x2: W, y1: y(ymax * f / 1.15 * 1.15 * (f === 1 ? 1 / 1.15 : 1)), y2: y(ymax * f / 1.15 * 1.15 * (f === 1 ? 1 / 1.15 : 1)), 'class': 'grid' })); });
+    if (max > 0) [0.5, 1].forEach(function (f) { svg.appendChild(svgEl('line', { x1: 0, x2: W, y1: y(max * f), y2: y(max * f), 'class': 'grid' })); });
     svg.appendChild(svgEl('line', { x1: 0, x2: W, y1: H - bottom, y2: H - bottom, 'class': 'grid' }));
     if (points.length > 0) {
       var d = '';
@@ -591,16 +610,16 @@ export const APP_JS = String.raw`(function () {
       t.textContent = text;
       svg.appendChild(t);
     };
-    lbl(2, 'start', '−5 min', H - 3);
+    lbl(2, 'start', '−' + span.label, H - 3);
     lbl(W - 2, 'end', 'now', H - 3);
-    lbl(W - 2, 'end', 'max ' + fmt(max), top + 9);
+    lbl(2, 'start', 'max ' + fmt(max), top + 9);
     box.appendChild(svg);
     return box;
   }
 
   function renderCharts(key, r) {
     var host = el('d-charts');
-    var h = history.get(key) || { t: [], lag: [], bytes: [] };
+    var h = samples.get(key) || { t: [], lag: [], bytes: [] };
     var lag = [], tp = [];
     for (var i = 0; i < h.t.length; i++) {
       lag.push([h.t[i], h.lag[i]]);
@@ -616,9 +635,14 @@ export const APP_JS = String.raw`(function () {
     if (h.t.length > 0) tp.push([h.t[h.t.length - 1] + 1, 0]);
     var rateNow = 0;
     if (h.t.length > 1 && serverNow() - h.t[h.t.length - 1] < 2000) rateNow = tp.length > 1 ? tp[tp.length - 2][1] : 0;
+    // The window grows with the history kept since the page opened: 30 s, 1, 2, then 5 minutes.
+    var have = h.t.length > 0 ? serverNow() - h.t[0] : 0;
+    var span = SPANS[SPANS.length - 1];
+    for (var k = 0; k < SPANS.length; k++) if (SPANS[k].ms >= have) { span = SPANS[k]; break; }
+    el('d-span').textContent = 'last ' + span.label;
     host.replaceChildren(
-      chart('Lag', lag, 'lag', fmtDuration, r.lagMs == null ? '—' : fmtDuration(r.lagMs)),
-      chart('Throughput', tp, 'tp', function (v) { return fmtBytes(v) + '/s'; }, fmtBytes(rateNow) + '/s')
+      chart('Lag', lag, 'lag', fmtDuration, r.lagMs == null ? '—' : fmtDuration(r.lagMs), span),
+      chart('Throughput', tp, 'tp', function (v) { return fmtBytes(v) + '/s'; }, fmtBytes(rateNow) + '/s', span)
     );
   }
 
@@ -675,7 +699,7 @@ export const APP_JS = String.raw`(function () {
     if (row) row.tr.classList.add('sel');
     el('d-action').textContent = '';
     detailEl.hidden = false;
-    if (row) history.replaceState(null, '', '#' + row.data.id);
+    if (row) window.history.replaceState(null, '', '#' + row.data.id);
     renderDetail();
   }
 
@@ -702,7 +726,7 @@ export const APP_JS = String.raw`(function () {
     el('d-title').textContent = r.id;
     el('d-state').textContent = r.state;
     el('d-state').className = stateClass(r.state);
-    el('d-restore').textContent = r.restoreCommand || 'no replica for this client';
+    el('d-cmd').textContent = r.restoreCommand || 'no replica for this client';
     el('d-copy').disabled = !r.restoreCommand;
     for (var i = 0; i < FIELDS.length; i++) {
       var f = FIELDS[i];
@@ -714,7 +738,7 @@ export const APP_JS = String.raw`(function () {
   }
 
   function copyRestore() {
-    var code = el('d-restore');
+    var code = el('d-cmd');
     var done = function () { el('d-copy').textContent = 'Copied'; setTimeout(function () { el('d-copy').textContent = 'Copy'; }, 1500); };
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(code.textContent).then(done, selectCode);

@@ -17,7 +17,7 @@
  * @module
  */
 import type { StatusSource } from '../types.js'
-import type { ClientRow } from './rows.js'
+import { safeJson, type ClientRow } from './rows.js'
 
 /** DEFAULT_EVENT_INTERVAL_MS is the minimum time between two delta events. */
 export const DEFAULT_EVENT_INTERVAL_MS = 250
@@ -55,8 +55,8 @@ const HEARTBEAT = encoder.encode(': heartbeat\n\n')
 
 /** formatEvent renders one SSE event whose data is a single JSON line. */
 export function formatEvent(event: string, data: unknown): string {
-  // JSON.stringify never emits a raw newline, so the payload is exactly one `data:` line.
-  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+  // JSON never contains a raw newline, so the payload is exactly one `data:` line.
+  return `event: ${event}\ndata: ${safeJson(data)}\n\n`
 }
 
 /** EventHub owns the subscription to the StatusSource while at least one subscriber is connected. */
@@ -106,8 +106,13 @@ export class EventHub {
           sub = { controller }
           // Subscribe before reading the snapshot: a change racing it is delivered again as a delta.
           this.#add(sub)
-          const snapshot = { at: this.#opts.now(), clients: this.#opts.rows() }
-          controller.enqueue(encoder.encode(`retry: ${EVENT_RETRY_MS}\n\n${formatEvent('snapshot', snapshot)}`))
+          try {
+            const snapshot = { at: this.#opts.now(), clients: this.#opts.rows() }
+            controller.enqueue(encoder.encode(`retry: ${EVENT_RETRY_MS}\n\n${formatEvent('snapshot', snapshot)}`))
+          } catch (err) {
+            this.#remove(sub)
+            throw err
+          }
         },
         cancel: () => {
           if (sub) this.#remove(sub)

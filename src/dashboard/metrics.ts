@@ -2,10 +2,10 @@
  * Prometheus metrics computed at scrape time from `StatusSource.clients()`: nothing is updated on the hot
  * path, each metric's `collect()` reads one listing shared by the whole scrape.
  *
- * Per client (label `id`): state, lag, shipped bytes, objects, generations, db size, wal size, error: at
+ * Per client (label `client`): state, lag, shipped bytes, objects, generations, db size, wal size, error: at
  * most 8 series per client, so 8 000 series at 1 000 clients, plus 7 `litestream_manager_clients{state}`
  * series and prom-client's default process metrics. Duplicate-id rows (state `conflict`) are counted in
- * `litestream_manager_clients` only, so every per-client series has a unique `id`.
+ * `litestream_manager_clients` only, so every per-client series has a unique `client`.
  * @module
  */
 import { Counter, Gauge, collectDefaultMetrics, Registry } from 'prom-client'
@@ -27,12 +27,13 @@ export interface MetricsOptions {
  * metrics) to registry, and returns it. With no registry a new one is created: never the global one.
  */
 export function registerMetrics(source: StatusSource, registry: Registry = new Registry(), opts: MetricsOptions = {}): Registry {
-  // One listing per scrape: registry.metrics() starts every collect() in the same tick.
+  // One listing per scrape: registry.metrics() calls every collect() synchronously, one after another, before
+  // its first await; the listing is forgotten at the first microtask after that.
   let scrape: ClientInfo[] | null = null
   const clients = (): ClientInfo[] => {
     if (scrape === null) {
       scrape = source.clients()
-      setImmediate(() => {
+      queueMicrotask(() => {
         scrape = null
       })
     }
@@ -58,81 +59,81 @@ export function registerMetrics(source: StatusSource, registry: Registry = new R
   new Gauge({
     name: `${METRIC_PREFIX}client_state`,
     help: 'Current state of each client: 1 on the series of its current state (series of other states are absent).',
-    labelNames: ['id', 'state'] as const,
+    labelNames: ['client', 'state'] as const,
     registers,
     collect() {
       this.reset()
-      for (const c of perClient()) this.set({ id: c.id, state: c.state }, 1)
+      for (const c of perClient()) this.set({ client: c.id, state: c.state }, 1)
     },
   })
   new Gauge({
     name: `${METRIC_PREFIX}client_lag_seconds`,
     help: 'How long the oldest change not yet durable in the replica has waited (0 when caught up).',
-    labelNames: ['id'] as const,
+    labelNames: ['client'] as const,
     registers,
     collect() {
       this.reset()
-      for (const c of perClient()) if (c.replicator) this.set({ id: c.id }, c.replicator.lagMs / 1000)
+      for (const c of perClient()) if (c.replicator) this.set({ client: c.id }, c.replicator.lagMs / 1000)
     },
   })
   new Counter({
     name: `${METRIC_PREFIX}client_shipped_bytes_total`,
-    help: 'Compressed bytes written to the replica since the replicator started.',
-    labelNames: ['id'] as const,
+    help: 'WAL bytes (uncompressed frames) shipped to the replica since the replicator started.',
+    labelNames: ['client'] as const,
     registers,
     collect() {
       this.reset()
-      for (const c of perClient()) if (c.replicator) this.inc({ id: c.id }, c.replicator.bytesShipped)
+      for (const c of perClient()) if (c.replicator) this.inc({ client: c.id }, c.replicator.bytesShipped)
     },
   })
   new Counter({
     name: `${METRIC_PREFIX}client_objects_written_total`,
     help: 'Objects (snapshots and WAL segments) written to the replica since the replicator started.',
-    labelNames: ['id'] as const,
+    labelNames: ['client'] as const,
     registers,
     collect() {
       this.reset()
-      for (const c of perClient()) if (c.replicator) this.inc({ id: c.id }, c.replicator.objectsWritten)
+      for (const c of perClient()) if (c.replicator) this.inc({ client: c.id }, c.replicator.objectsWritten)
     },
   })
   new Counter({
     name: `${METRIC_PREFIX}client_generations_started_total`,
     help: 'Generations started since the replicator started; each one after the first means WAL continuity was lost.',
-    labelNames: ['id'] as const,
+    labelNames: ['client'] as const,
     registers,
     collect() {
       this.reset()
-      for (const c of perClient()) if (c.replicator) this.inc({ id: c.id }, c.replicator.generationsStarted)
+      for (const c of perClient()) if (c.replicator) this.inc({ client: c.id }, c.replicator.generationsStarted)
     },
   })
   new Gauge({
     name: `${METRIC_PREFIX}client_db_size_bytes`,
     help: 'Size of the database file.',
-    labelNames: ['id'] as const,
+    labelNames: ['client'] as const,
     registers,
     collect() {
       this.reset()
-      for (const c of perClient()) this.set({ id: c.id }, c.dbSizeBytes)
+      for (const c of perClient()) this.set({ client: c.id }, c.dbSizeBytes)
     },
   })
   new Gauge({
     name: `${METRIC_PREFIX}client_wal_size_bytes`,
     help: 'Size of the -wal file.',
-    labelNames: ['id'] as const,
+    labelNames: ['client'] as const,
     registers,
     collect() {
       this.reset()
-      for (const c of perClient()) this.set({ id: c.id }, c.walSizeBytes)
+      for (const c of perClient()) this.set({ client: c.id }, c.walSizeBytes)
     },
   })
   new Gauge({
     name: `${METRIC_PREFIX}client_error`,
     help: '1 when the client is in state error or reports an error message (shown on the dashboard), else 0.',
-    labelNames: ['id'] as const,
+    labelNames: ['client'] as const,
     registers,
     collect() {
       this.reset()
-      for (const c of perClient()) this.set({ id: c.id }, c.state === 'error' || (c.lastError ?? c.replicator?.lastError) != null ? 1 : 0)
+      for (const c of perClient()) this.set({ client: c.id }, c.state === 'error' || (c.lastError ?? c.replicator?.lastError) != null ? 1 : 0)
     },
   })
 

@@ -31,7 +31,7 @@ export interface ClientRow {
   /** lastSyncAt and lastSnapshotAt are epoch ms, null for never. */
   readonly lastSyncAt: number | null
   readonly lastSnapshotAt: number | null
-  /** bytesShipped and objectsWritten count since this replicator started (counters; reset on restart). */
+  /** bytesShipped counts WAL bytes (uncompressed frames) shipped, objectsWritten snapshots and segments, both since this replicator started. */
   readonly bytesShipped: number
   readonly objectsWritten: number
   readonly generationsStarted: number
@@ -44,6 +44,17 @@ export interface ClientRow {
   /** restoreCommand is a ready-to-run restore command line, or null without a replica. */
   readonly restoreCommand: string | null
   readonly drill: DrillStatus | null
+}
+
+const UNSAFE_JSON = /[<>&\u2028\u2029]/g
+const JSON_ESCAPES: Record<string, string> = { '<': '\\u003c', '>': '\\u003e', '&': '\\u0026', '\u2028': '\\u2028', '\u2029': '\\u2029' }
+
+/**
+ * safeJson is JSON.stringify that also escapes `<`, `>`, `&`, U+2028 and U+2029 (as Go's encoding/json does):
+ * the same value, but no byte sequence that an HTML or JS parser could take for markup, even if sniffed.
+ */
+export function safeJson(value: unknown): string {
+  return JSON.stringify(value).replace(UNSAFE_JSON, (ch) => JSON_ESCAPES[ch]!)
 }
 
 /** shellQuote quotes one argument for a POSIX shell, leaving plain words alone. */
