@@ -870,7 +870,19 @@ export class Replicator {
     let failure: unknown
     try {
       if (fs.existsSync(this.#opts.dbPath)) {
-        await withTimeout(this.sync(), timeoutMs, 'final sync')
+        // Keep trying (S3 throttling, a brief outage) until the shutdown deadline: nothing committed is left behind
+        // while there is time to ship it.
+        const deadline = this.#opts.now() + timeoutMs
+        for (let backoffMs = 250; ; backoffMs = Math.min(backoffMs * 2, 5000)) {
+          try {
+            await withTimeout(this.sync(), Math.max(1, deadline - this.#opts.now()), 'final sync')
+            break
+          } catch (err) {
+            if (this.#opts.now() + backoffMs >= deadline) throw err
+            this.#log.warn({ err: errorMessage(err), backoffMs }, 'final sync failed; retrying until the shutdown deadline')
+            await new Promise((r) => setTimeout(r, backoffMs))
+          }
+        }
       }
     } catch (err) {
       failure = err
