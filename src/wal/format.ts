@@ -13,6 +13,8 @@ export const WAL_MAGIC_LE = 0x377f0682
 export const WAL_MAGIC_BE = 0x377f0683
 const WAL_VERSION = 3007000
 
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+
 /** WalHeader is a parsed, validated WAL header. `bytes` is the exact 32-byte header. */
 export interface WalHeader {
   readonly bytes: Buffer
@@ -35,7 +37,15 @@ export type HeaderResult = { readonly ok: true; readonly header: WalHeader } | {
 export function walChecksum(bigEndian: boolean, state: Uint32Array, buf: Buffer, start: number, end: number): void {
   let s0 = state[0]!
   let s1 = state[1]!
-  if (bigEndian) {
+  const at = buf.byteOffset + start
+  if (!bigEndian && LITTLE_ENDIAN_HOST && (at & 3) === 0) {
+    // Fast path: the host's byte order matches, so read words through a typed-array view (no per-word call).
+    const w = new Uint32Array(buf.buffer, at, (end - start) >>> 2)
+    for (let i = 0; i < w.length; i += 2) {
+      s0 = (s0 + w[i]! + s1) >>> 0
+      s1 = (s1 + w[i + 1]! + s0) >>> 0
+    }
+  } else if (bigEndian) {
     for (let i = start; i < end; i += 8) {
       s0 = (s0 + buf.readUInt32BE(i) + s1) >>> 0
       s1 = (s1 + buf.readUInt32BE(i + 4) + s0) >>> 0
