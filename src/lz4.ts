@@ -102,6 +102,8 @@ function frameHeader(): Buffer {
   return h
 }
 
+const HEADER = frameHeader()
+
 /** encodeBlock compresses one ≤4 MiB chunk into a frame block (size word + data), storing it raw when it would not shrink. */
 function encodeBlock(chunk: Buffer): Buffer[] {
   const c = lz4.compressSync(chunk).subarray(4) // lz4_flex prepends the uncompressed size
@@ -122,6 +124,12 @@ function trailer(checksum: number): Buffer {
 
 /** encodeFrame compresses data into exactly one LZ4 frame with Litestream's header bytes (04 22 4d 18 64 70 b9). */
 export function encodeFrame(data: Buffer): Buffer {
+  if (data.length >= BLOCK_MAX) {
+    // lz4-napi's native frame encoder is ~2.5x faster here, and from 4 MiB up it writes exactly Litestream's header
+    // (FLG 0x64, BD 0x70). Keep ours whenever the header would differ.
+    const native = lz4.compressFrameSync(data, { contentChecksum: true })
+    if (native.compare(HEADER, 0, 7, 0, 7) === 0) return native
+  }
   const parts: Buffer[] = [frameHeader()]
   for (let p = 0; p < data.length; p += BLOCK_MAX) parts.push(...encodeBlock(data.subarray(p, Math.min(p + BLOCK_MAX, data.length))))
   parts.push(trailer(xxh32(data)))
