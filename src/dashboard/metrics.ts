@@ -137,6 +137,27 @@ export function registerMetrics(source: StatusSource, registry: Registry = new R
     },
   })
 
+  new Gauge({
+    name: `${METRIC_PREFIX}client_last_drill_ok`,
+    help: 'Last restore drill of the client: 1 passed, 0 failed, -1 none yet (skipped drills count as none).',
+    labelNames: ['client'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const c of perClient()) this.set({ client: c.id }, !c.drill || c.drill.skipped ? -1 : c.drill.ok ? 1 : 0)
+    },
+  })
+  new Gauge({
+    name: `${METRIC_PREFIX}client_last_drill_timestamp_seconds`,
+    help: 'When the last restore drill of the client ran (0: never).',
+    labelNames: ['client'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const c of perClient()) this.set({ client: c.id }, c.drill ? c.drill.at / 1000 : 0)
+    },
+  })
+
   if ((opts.defaultMetrics ?? true) && !registry.getSingleMetric('process_cpu_user_seconds_total')) {
     collectDefaultMetrics({ register: registry })
   }

@@ -374,7 +374,7 @@ describe('page, probes and metrics', () => {
     const { get, src } = setup()
     src.set({ id: B, state: 'error', lastError: 'boom', replicator: null, dbSizeBytes: 4096 })
     src.setReplicator(A, { lagMs: 1500, bytesShipped: 9000, objectsWritten: 4, generationsStarted: 2 })
-    src.set({ id: A, state: 'replicating' })
+    src.set({ id: A, state: 'replicating', drill: { at: 1_700_000_000_000, ok: false, skipped: false, position: null, durationMs: 5, error: 'lz4: bad magic number', compared: false } })
     const before = src.clientsCalls
     const res = await get('/metrics')
     assert.equal(res.status, 200)
@@ -392,6 +392,9 @@ describe('page, probes and metrics', () => {
     has(`litestream_manager_client_state{client="${B}",state="error"} 1`)
     has(`litestream_manager_client_error{client="${B}"} 1`)
     has(`litestream_manager_client_error{client="${A}"} 0`)
+    has(`litestream_manager_client_last_drill_ok{client="${A}"} 0`)
+    has(`litestream_manager_client_last_drill_ok{client="${B}"} -1`)
+    has(`litestream_manager_client_last_drill_timestamp_seconds{client="${A}"} 1700000000`)
     has('litestream_manager_clients{state="error"} 1')
     has('litestream_manager_clients{state="replicating"} 1')
     has('litestream_manager_clients{state="idle"} 0')
