@@ -201,12 +201,17 @@ export class Replicator {
       // Someone is checkpointing: once caught up, let go of the WAL so their checkpoint need not wait on us.
       this.#urgent = true
       this.#releaseRequested = true
-    } else if (this.#handle && this.#generation !== '') {
-      // Pin the WAL right away so a checkpoint cannot restart it before we read the new frames.
-      try {
-        this.#handle.beginRead()
-      } catch {
-        // SQLITE_BUSY: the next pass retries.
+    } else if (this.#handle && this.#generation !== '' && !this.#handle.reading) {
+      // Pin the WAL right away so a checkpoint cannot restart it before we read the new frames, but only when
+      // something was committed since our shipped position: a checkpointer waiting for us to let go (it holds the
+      // write lock, so nothing new commits) must not be blocked again by a late event about old writes.
+      const shm = this.#readShm()
+      if (!shm || this.#iChangeBase === undefined || shm.iChange !== this.#iChangeBase) {
+        try {
+          this.#handle.beginRead()
+        } catch {
+          // SQLITE_BUSY: the next pass retries.
+        }
       }
     }
     const wake = this.#wake
