@@ -38,3 +38,23 @@ test('C3 SIGTERM while PUTs are throttled past the shutdown timeout: exit 1 with
   await stopWriter(w)
   await verify(t, sc, { ackedSeq: acked, writer: w })
 })
+
+test('C3 SIGTERM while an upload hangs (blackholed S3): the CLI still exits within the shutdown timeout', { timeout: 120_000 }, async (t) => {
+  const sc = await setupScenario(t, 'c3h')
+  const w = await sc.writer({ opsPerSec: 100, startPaused: true })
+  const cli = sc.cli()
+  await waitReplicating(cli)
+  await sc.proxy.waitFor((r) => isSnapshotPut(r) && succeeded(r))
+  w.resume()
+  await waitDurableSeq(sc, w, 100)
+  sc.proxy.addRule({ label: 'hang', action: { type: 'blackhole' } })
+  await sc.proxy.waitFor((r) => r.action === 'blackhole', { started: true })
+  const t0 = Date.now()
+  cli.proc.kill('SIGTERM')
+  const code = await Promise.race([cli.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), SHUTDOWN_TIMEOUT_MS + 5000))])
+  const ms = Date.now() - t0
+  await stopWriter(w)
+  Object.assign(sc.figures, { shutdownMs: ms, exitCode: code })
+  assert.notEqual(code, 'hung', `no exit ${ms} ms after SIGTERM while an upload hangs (shutdown timeout ${SHUTDOWN_TIMEOUT_MS} ms)\n${cli.output().slice(-2000)}`)
+  assert.equal(code, 1, 'the final sync could not ship: exit 1')
+})
