@@ -138,7 +138,7 @@ function manyClientsSection(r: Json): string {
     row('writer commit p99 / max (ms)', '', (p) => `${fmt(get(p, 'writer', 'commitMsP99'))} / ${fmt(get(p, 'writer', 'commitMsMax'))}`),
     row('writer schedule lateness p99 (ms)', '', (p) => fmt(get(p, 'writer', 'lateMsP99'))),
     row('CPU s of the writers / the harness in the same window', '', (p) => `${fmt(get(p, 'writer', 'cpuSeconds'))} / ${fmt(p.harnessCpuSeconds)}`),
-    row('whole machine CPU busy during load (peer + writers + harness, %)', '', (p) => fmt(p.machineCpuBusyPercent)),
+    row('machine CPU busy during load: benchmark processes / everything (%)', '', (p) => `${fmt(p.machineCpuBusyPercent)} / ${fmt(p.systemCpuBusyPercent)}`),
     row('log errors / warnings', '', (p) => `${fmt(get(p, 'log', 'errors'))} / ${fmt(get(p, 'log', 'warnings'))}`),
     row('non-zero exits after SIGTERM / exited early', '', (p) => `${fmt(p.nonZeroExits)} / ${fmt(p.exitedBeforeStop)}`),
   ]
@@ -199,6 +199,7 @@ function singleDbSection(r: Json): string {
     row('catch-up after the writer stops (ms)', (p) => fmt(tp(p, 'catchUpMsAfterWriterStop'))),
     row('replicator CPU seconds (write + catch-up)', (p) => fmt(tp(p, 'cpuSeconds'))),
     row('replicator RSS peak (MiB)', (p) => fmt(tp(p, 'rssMiBPeak'))),
+    row('machine CPU busy: benchmark / everything (%)', (p) => `${fmt(tp(p, 'benchCpuBusyPercent'))} / ${fmt(tp(p, 'systemCpuBusyPercent'))}`),
     row('application commit p99 / max (ms)', (p) => `${fmt(tp(p, 'commitMsP99'))} / ${fmt(tp(p, 'commitMsMax'))}`),
     row(`application wal_checkpoint(TRUNCATE) stall p50 / max (ms)`, (p) => `${fmt(cp(p, 'stallMsP50'))} / ${fmt(cp(p, 'stallMsMax'))}`),
     row('checkpoints that truncated (busy = 0)', (p) => `${fmt(cp(p, 'truncated'))} / ${fmt(cp(p, 'count'))}`),
@@ -237,7 +238,9 @@ the peer → cold start → load → drain → \`/api/clients\` latency (ours) �
   sample over the peer's whole life, *steady* the mean over the second half of the load window. CPU is
   \`utime + stime\` from \`/proc/<pid>/stat\`, summed, over the load window only (the cold start's CPU is reported
   separately as \`coldStartCpuSeconds\`). The harness, the writers and s3rver share the same cores. Objects/PUTs
-  are counted over the same window.
+  are counted over the same window. To show contention, the writers' and the harness's CPU are reported too, and
+  the share of the machine busy with the benchmark's processes is set against the share busy with anything
+  (\`/proc/stat\`): a large gap means other work on the machine competed with the run.
 - **Replication lag.** On \`--sample\` (50) databases the writer records, for every commit, its ledger
   sequence and the wall-clock time COMMIT returned. Each ledger row carries the text marker \`BLG#<seq>#\`. After the
   run every snapshot and WAL segment of those databases is decompressed (LZ4 frame) and scanned for the highest

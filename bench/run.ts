@@ -18,7 +18,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { createClientDb, guidOf, maxLedgerSeq } from './lib/dbs.js'
-import { Sampler } from './lib/proc.js'
+import { readSystemCpu, Sampler, systemBusyPercent } from './lib/proc.js'
 import { countObjects, decodeObject, fileLayout, hasSnapshot, listObjects, s3rverLayout, type ReplicaLayout } from './lib/replica-scan.js'
 import { mean, nowMs, percentile, round, sleep, summarize } from './lib/stats.js'
 import {
@@ -526,6 +526,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
   const cpu0 = sampler.cpuNow()
   const writerCpu0 = writerSampler.cpuNow()
   const harnessCpu0 = process.cpuUsage()
+  const sys0 = readSystemCpu()
   for (const w of writers) w.send({ type: 'start', durationMs: opts.durationS * 1000 + discoveryWindowMs })
   const progressTimer = setInterval(() => (progress.commits = writers.reduce((s, w) => s + w.commits, 0)), 500)
   await sleep(steadyStart + opts.durationS * 1000 - Date.now())
@@ -533,6 +534,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
   const cpu1 = sampler.cpuNow()
   const writerCpu1 = writerSampler.cpuNow()
   const harnessCpu = process.cpuUsage(harnessCpu0)
+  const sys1 = readSystemCpu()
   const countsSteady1 = s3 ? await proxyCounts(s3) : undefined
   const eventLoopDelayMsP99 = peer === 'ours' && sut.port ? await eventLoopP99Ms(sut.port) : undefined
   const discovery: DiscoverySample[] = []
@@ -724,6 +726,9 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
     },
     harnessCpuSeconds: round((harnessCpu.user + harnessCpu.system) / 1e6, 2),
     // Share of the whole machine's CPU used by the peer, the writers and the harness during the load window.
+    // Share of the whole machine busy with anyone's work (/proc/stat); well above machineCpuBusyPercent means
+    // something outside the benchmark competed for the CPUs.
+    systemCpuBusyPercent: round(systemBusyPercent(sys0, sys1)),
     machineCpuBusyPercent: round(
       ((cpu1 - cpu0 + (writerCpu1 - writerCpu0) + (harnessCpu.user + harnessCpu.system) / 1e6) / (os.cpus().length * ((steadyEnd - steadyStart) / 1000))) * 100,
     ),

@@ -21,7 +21,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
 import { ledgerTag, maxLedgerSeq, SCHEMA } from './lib/dbs.js'
-import { readHwmKiB, Sampler } from './lib/proc.js'
+import { readHwmKiB, readSystemCpu, Sampler, systemBusyPercent } from './lib/proc.js'
 import { decodeObject, fileLayout, hasSnapshot, listObjects } from './lib/replica-scan.js'
 import { nowMs, percentile, round, sleep } from './lib/stats.js'
 import { LITESTREAM_BIN, MAIN_JS, REPO, track } from './lib/sut.js'
@@ -112,6 +112,8 @@ async function runOne(which: Replicator): Promise<Record<string, unknown>> {
     return v
   }
   const cpu0 = sampler.cpuNow()
+  const sys0 = readSystemCpu()
+  const harness0 = process.cpuUsage()
   const tStart = nowMs()
   const tEnd = tStart + durationS * 1000
   const commitMs: number[] = []
@@ -138,6 +140,9 @@ async function runOne(which: Replicator): Promise<Record<string, unknown>> {
     if (caughtUpAt === undefined) await sleep(20)
   }
   const cpu1 = sampler.cpuNow()
+  const sys1 = readSystemCpu()
+  const harness = process.cpuUsage(harness0)
+  const windowS = (nowMs() - tStart) / 1000
   let walBytes = 0
   let segments = 0
   if (caughtUpAt !== undefined) {
@@ -162,6 +167,9 @@ async function runOne(which: Replicator): Promise<Record<string, unknown>> {
     catchUpMsAfterWriterStop: caughtUpAt !== undefined ? round(caughtUpAt - writerStop, 0) : null,
     cpuSeconds: round(cpu1 - cpu0, 2),
     rssMiBPeak: round(sampler.peakRssMiB(), 1),
+    // Replicator + this process vs everything on the machine, as % of all CPUs: a gap means outside load.
+    benchCpuBusyPercent: round(((cpu1 - cpu0 + (harness.user + harness.system) / 1e6) / (os.cpus().length * windowS)) * 100),
+    systemCpuBusyPercent: round(systemBusyPercent(sys0, sys1)),
   }
   note(`${which}: ${JSON.stringify(throughput)}`)
 

@@ -120,3 +120,24 @@ export class Sampler {
     return m
   }
 }
+
+/** SystemCpu is a reading of the machine-wide CPU counters in /proc/stat (clock ticks). */
+export interface SystemCpu {
+  readonly busy: number
+  readonly total: number
+}
+
+/** readSystemCpu reads the aggregate `cpu` line of /proc/stat; busy excludes idle and iowait. */
+export function readSystemCpu(): SystemCpu {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
+  const v = line.trim().split(/\s+/).slice(1).map(Number)
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0) // user nice system idle iowait irq softirq steal
+  const idle = (v[3] ?? 0) + (v[4] ?? 0)
+  return { busy: total - idle, total }
+}
+
+/** systemBusyPercent is the share of all CPUs busy (anyone's work) between two readings. */
+export function systemBusyPercent(a: SystemCpu, b: SystemCpu): number {
+  const total = b.total - a.total
+  return total > 0 ? ((b.busy - a.busy) / total) * 100 : 0
+}
