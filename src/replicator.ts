@@ -869,15 +869,16 @@ export class Replicator {
   }
 
   async #close(timeoutMs: number): Promise<void> {
+    const deadline = this.#opts.now() + timeoutMs
     this.#loopAbort.abort()
-    await this.#loop
+    // A pass stuck on a hung request must not hold shutdown past its bound.
+    await withTimeout(this.#loop ?? Promise.resolve(), timeoutMs, 'replication loop').catch(() => {})
     this.#started.resolve()
     let failure: unknown
     try {
       if (fs.existsSync(this.#opts.dbPath)) {
         // Keep trying (S3 throttling, a brief outage) until the shutdown deadline: nothing committed is left behind
         // while there is time to ship it.
-        const deadline = this.#opts.now() + timeoutMs
         for (let backoffMs = 250; ; backoffMs = Math.min(backoffMs * 2, 5000)) {
           try {
             await withTimeout(this.sync(), Math.max(1, deadline - this.#opts.now()), 'final sync')

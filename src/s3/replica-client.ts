@@ -102,7 +102,8 @@ export function createS3Client(opts: S3ConnectionOptions = {}): S3Client {
     region: opts.region || 'us-east-1',
     maxAttempts,
     retryStrategy: new S3RetryStrategy(maxAttempts, opts.retryBaseDelayMs ?? DEFAULT_S3_RETRY_BASE_DELAY_MS),
-    requestHandler: { connectionTimeout: DEFAULT_S3_CONNECTION_TIMEOUT_MS, requestTimeout: DEFAULT_S3_REQUEST_TIMEOUT_MS },
+    // throwOnRequestTimeout: without it the handler only warns, and a blackholed request hangs the replicator forever.
+    requestHandler: { connectionTimeout: DEFAULT_S3_CONNECTION_TIMEOUT_MS, requestTimeout: DEFAULT_S3_REQUEST_TIMEOUT_MS, throwOnRequestTimeout: true },
   }
   if (opts.credentials) config.credentials = { ...opts.credentials } // the SDK writes into this object
   if (opts.forcePathStyle !== undefined) config.forcePathStyle = opts.forcePathStyle
