@@ -1,8 +1,9 @@
 /**
- * `npm run bench:doc [-- FILE...] [--out docs/benchmarks.md]`: regenerates docs/benchmarks.md from result JSON
- * files (pino's update-bench-doc habit). A file whose `kind` is `single-db` (bench/single-db.ts) fills the
- * single-database section; any other is a many-clients result (bench/run.ts). Without files it reads
- * bench/results/many-clients.json and bench/results/single-db.json.
+ * `npm run bench:doc [-- FILE...] [--notes NOTES.md] [--out docs/benchmarks.md]`: regenerates docs/benchmarks.md
+ * from result JSON files (pino's update-bench-doc habit). A file whose `kind` is `single-db` (bench/single-db.ts)
+ * fills the single-database section; any other is a many-clients result (bench/run.ts): the first is tabled in
+ * full, later ones join a run-to-run table. Without files it reads bench/results/many-clients.json, then
+ * bench/results/many-clients-*.json, bench/results/single-db.json, and the observations in bench/results/notes.md.
  * @module
  */
 import fs from 'node:fs'
@@ -184,6 +185,32 @@ function targetsSection(r: Json, ts: readonly Target[], at1000: boolean): string
   return out
 }
 
+function repeatRunsSection(runs: readonly Json[]): string {
+  const rows: string[][] = []
+  for (const r of runs) {
+    for (const p of Object.keys(PEER_TITLES)) {
+      const x = r[p] as Json | undefined
+      if (!x) continue
+      rows.push([
+        fmt(r.date),
+        `${fmt(r.clients)} × ${fmt(r.rate)} tx/s, ${fmt(r.durationS)} s`,
+        PEER_TITLES[p]!,
+        `${fmt(x.rssMiBPeak)} / ${fmt(x.rssMiBSteady)}`,
+        fmt(x.cpuSeconds),
+        `${fmt(x.lagMsP50)} / ${fmt(x.lagMsP99)} / ${fmt(x.lagMsMax)}`,
+        fmt(x.coldStartS),
+        fmt(x.idleCpuSeconds),
+        `${fmt(x.machineCpuBusyPercent)} / ${fmt(x.systemCpuBusyPercent)}`,
+      ])
+    }
+  }
+  return (
+    `### Run-to-run variation\n\nThe same command run more than once on this machine; the first group is the run tabled above. The machine was shared with other work, so read the last column (share of all CPUs busy with the benchmark's processes / with anything; n/a where the run predates that measurement).\n\n` +
+    table(['date', 'workload', 'peer', 'RSS peak / steady (MiB)', 'CPU s', 'lag p50 / p99 / max (ms)', 'cold start (s)', 'idle CPU s', 'CPU busy % (bench / all)'], rows) +
+    '\n'
+  )
+}
+
 function singleDbSection(r: Json): string {
   const peers = ['ours', 'litestream'].filter((p) => p in r)
   const title: Record<string, string> = { ours: 'ours (`litestream-manager replicate`)', litestream: 'Litestream (`litestream replicate`)' }
@@ -265,8 +292,8 @@ the peer → cold start → load → drain → \`/api/clients\` latency (ours) �
   is done): time from just before the file is created until its id appears in \`/api/clients\` (polled every 10 ms;
   \`GET /api/clients/:id\` when that answers 200/404, else the full list), and until its first snapshot object
   exists (its ctime). Doing this after the measured window keeps the polling's cost out of ours' CPU figure.
-- **Drain.** After the writers stop (for ours, after the discovery window): until every sampled database's last commit is durable and the object/PUT count
-  has been still for 2 s (max 60 s).
+- **Drain.** After the writers stop (for ours, after the discovery window): until every sampled database's last
+  commit is durable and the object/PUT count has been still for 2 s (max 60 s).
 - **\`/api/clients\`** (ours): 200 sequential GETs after the drain, writers stopped. **Event-loop delay**: prom-client's
   \`nodejs_eventloop_lag_p99_seconds\` from \`/metrics\`, scraped at the start (reset) and end of the load window; omitted
   when the service exposes no \`/metrics\`. prom-client samples every 10 ms and Node's histogram records the whole
@@ -280,28 +307,45 @@ holding the last commit (found by the same marker scan) became durable, divided 
 the application's own connection; \`truncated\` counts result rows with busy = 0. At the end the replicator gets
 SIGTERM and a stock \`litestream restore\` of the replica is compared with the source (row count, highest ledger seq).
 
-Reproduce: \`npm run bench -- --clients 1000 --duration 90 --replica file\`, \`npm run build && node --import tsx
-bench/single-db.ts\`, then \`npm run bench:doc -- <result.json> <single-db.json>\`.
+Reproduce: \`npm run bench -- --clients 1000 --duration 90 --replica file\` and \`npm run build && node --import tsx
+bench/single-db.ts\` (both write to bench/out/), then either \`npm run bench:doc -- <result.json> <single-db.json>\`, or
+copy them to bench/results/many-clients.json and bench/results/single-db.json (older many-clients runs as
+bench/results/many-clients-*.json, observations in bench/results/notes.md) and run \`npm run bench:doc\`.
 `
 
+/** defaultResultFiles is bench/results/many-clients.json, then other many-clients-*.json by name, then single-db.json. */
+function defaultResultFiles(): string[] {
+  const dir = path.join(REPO, 'bench', 'results')
+  if (!fs.existsSync(dir)) return []
+  const names = fs.readdirSync(dir).filter((n) => n.endsWith('.json'))
+  const main = names.filter((n) => n === 'many-clients.json')
+  const others = names.filter((n) => n.startsWith('many-clients-')).sort()
+  return [...main, ...others, ...names.filter((n) => n === 'single-db.json')].map((n) => path.join(dir, n))
+}
+
 function main(): void {
-  const { values, positionals } = parseArgs({ options: { out: { type: 'string' } }, allowPositionals: true })
+  const { values, positionals } = parseArgs({ options: { out: { type: 'string' }, notes: { type: 'string' } }, allowPositionals: true })
+  const defaultNotes = path.join(REPO, 'bench', 'results', 'notes.md')
+  const notesFile = values.notes ?? (positionals.length === 0 && fs.existsSync(defaultNotes) ? defaultNotes : undefined)
   const files =
     positionals.length > 0
       ? positionals
-      : ['many-clients.json', 'single-db.json'].map((f) => path.join(REPO, 'bench', 'results', f)).filter((f) => fs.existsSync(f))
+      : defaultResultFiles()
   if (files.length === 0) {
     process.stderr.write('usage: npm run bench:doc -- RESULT.json [SINGLE_DB.json] [--out docs/benchmarks.md]\n')
     process.exit(2)
   }
   const results = files.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')) as Json)
-  const many = results.find((r) => r.kind !== 'single-db')
+  const manyAll = results.filter((r) => r.kind !== 'single-db')
+  const many = manyAll[0]
   const single = results.find((r) => r.kind === 'single-db')
   let doc = `# Benchmarks\n\n`
   doc += `<!-- Generated by \`npm run bench:doc\` (bench/doc.ts) from ${files.map((f) => path.relative(REPO, path.resolve(f))).join(', ')}. Edit bench/doc.ts, not this file. -->\n\n`
   doc += `litestream-manager against stock Litestream v0.3.13 on the same workload and replica. Goals for ours are shown next to the figures; they are goals, not assertions, and a missed goal is reported as missed.\n\n`
   if (many) doc += `${manyClientsSection(many)}\n`
+  if (manyAll.length > 1) doc += `${repeatRunsSection(manyAll)}\n`
   if (single) doc += `${singleDbSection(single)}\n`
+  if (notesFile) doc += `## Observations\n\n<!-- from ${path.relative(REPO, path.resolve(notesFile))}, written by whoever ran the benchmark -->\n\n${fs.readFileSync(notesFile, 'utf8').trim()}\n\n`
   doc += METHOD
   const out = path.resolve(values.out ?? path.join(REPO, 'docs', 'benchmarks.md'))
   fs.writeFileSync(out, doc)
