@@ -4,6 +4,7 @@
  * serves the dashboard, and on SIGINT/SIGTERM ships everything committed before exiting 0.
  * @module
  */
+import os from 'node:os'
 import path from 'node:path'
 import { createApp } from '../dashboard/app.js'
 import { startDashboard } from '../dashboard/server.js'
@@ -21,6 +22,7 @@ export const SERVICE_FLAGS: readonly FlagSpec[] = [
   { name: 'bucket', type: 'string', usage: 'replica root: bucket name, s3://bucket[/prefix], or file://path for a local replica' },
   { name: 'port', type: 'string', usage: 'dashboard port', default: '8080' },
   { name: 'listen', type: 'string', usage: 'dashboard bind address; anything but loopback requires -token', default: '127.0.0.1' },
+  { name: 'allowed-host', type: 'string', usage: 'extra comma-separated host names the dashboard answers to (DNS-rebinding guard)' },
   { name: 'token', type: 'string', usage: 'dashboard access token (or env LITESTREAM_MANAGER_TOKEN)' },
   { name: 'endpoint', type: 'string', usage: 'S3-compatible endpoint URL (or env AWS_ENDPOINT_URL_S3)' },
   { name: 'region', type: 'string', usage: 'S3 region (or env AWS_REGION)' },
@@ -53,6 +55,22 @@ export function serviceReplicaUrl(bucket: string, s3: { endpoint?: string; regio
   if (s3.forcePathStyle !== undefined) q.set('forcePathStyle', String(s3.forcePathStyle))
   const qs = q.toString()
   return qs ? `${base}${base.includes('?') ? '&' : '?'}${qs}` : base
+}
+
+/**
+ * dashboardHosts lists the Host header names the dashboard accepts: loopback names, the bind address, and for a
+ * wildcard bind (0.0.0.0, ::) this machine's host name and interface addresses, plus -allowed-host.
+ */
+export function dashboardHosts(listen: string, extra: string): string[] {
+  const hosts = new Set(['localhost', '127.0.0.1', '[::1]', '::1', listen, listen.includes(':') ? `[${listen}]` : listen])
+  if (listen === '0.0.0.0' || listen === '::') {
+    hosts.add(os.hostname())
+    for (const addrs of Object.values(os.networkInterfaces())) {
+      for (const a of addrs ?? []) hosts.add(a.family === 'IPv6' ? `[${a.address}]` : a.address)
+    }
+  }
+  for (const h of extra.split(',').map((x) => x.trim().toLowerCase()).filter((x) => x !== '')) hosts.add(h)
+  return [...hosts]
 }
 
 /** serveCommand runs the service and resolves to the exit code. */
@@ -123,7 +141,7 @@ export async function serveCommand(argv: readonly string[], io: CliIo, extra: { 
   let ready = false
   const app = createApp(manager, {
     token,
-    allowedHosts: ['localhost', '127.0.0.1', '[::1]', '::1', listen],
+    allowedHosts: dashboardHosts(listen, String(v['allowed-host'] ?? '')),
     ready: () => ready,
   })
   let dashboard: { url: string; close(): Promise<void> }

@@ -109,3 +109,17 @@ describe('service CLI', () => {
     for (const db of apps.values()) if (db.open) db.close()
   })
 })
+
+describe('dashboard host allow-list', () => {
+  test('H2 a wildcard bind answers to this machine\'s names and addresses; -allowed-host adds more', async () => {
+    const os = await import('node:os')
+    const { dashboardHosts } = await import('../../src/cli/serve.js')
+    const loop = dashboardHosts('127.0.0.1', '')
+    assert.ok(loop.includes('localhost') && loop.includes('127.0.0.1'))
+    assert.ok(!loop.includes(os.hostname()), 'a loopback bind answers to loopback names only')
+    const wild = dashboardHosts('0.0.0.0', 'backups.example.com, Other.Example')
+    assert.ok(wild.includes(os.hostname()))
+    for (const a of Object.values(os.networkInterfaces()).flat()) if (a && a.family === 'IPv4') assert.ok(wild.includes(a.address), a.address)
+    assert.ok(wild.includes('backups.example.com') && wild.includes('other.example'))
+  })
+})
