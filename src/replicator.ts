@@ -17,7 +17,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { hasCode, errorMessage, ReplicaError } from './errors.js'
-import { decodeFrame, encodeFrame, FrameEncoder } from './lz4.js'
+import { encodeFrame, FrameEncoder } from './lz4.js'
 import { MAX_INDEX, MAX_OFFSET } from './keys.js'
 import { NOOP_LOGGER, type Logger } from './log.js'
 import type { ReplicaClient } from './replica-client.js'
@@ -357,8 +357,8 @@ export class Replicator {
         continue
       }
       await this.#ship(plan, shm)
-      const after = this.#readShm()
-      if (!after || this.#caughtUpTo(shm) || attempt > 10_000) break
+      // A pass ships at most MAX_SEGMENT_BYTES per plan: loop until caught up with this pass's index header.
+      if (this.#caughtUp(shm) || attempt > 10_000) break
     }
     // Caught up: checkpoint, snapshot and retention only run when everything committed is durable.
     await this.#afterShip()
@@ -790,11 +790,6 @@ export class Replicator {
     }
   }
 
-  /** caughtUpTo reports whether everything committed as of shm has been shipped (or never needs to be). */
-  #caughtUpTo(shm: ShmHeader): boolean {
-    return this.#caughtUp(shm)
-  }
-
   #caughtUp(shm: ShmHeader): boolean {
     const cur = this.#shipped
     if (shm.mxFrame === 0) return true
@@ -966,6 +961,3 @@ function sameStat(file: string, want: NonNullable<PersistedState['dbStatAfterClo
     return false
   }
 }
-
-/** decodeSegment is exported for tools that need to read back what the replicator wrote. */
-export { decodeFrame as decodeSegment }

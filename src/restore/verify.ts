@@ -8,8 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import Database from 'better-sqlite3'
 import type { ReplicaClient } from '../replica-client.js'
-import type { TimeRange } from './plan.js'
-import { restore, type RestoreOptions } from './restore.js'
+import { restore, type RestoreOptions, type RestoreResult } from './restore.js'
 
 /** VerifyOptions selects what to verify (default: the newest state) and where the temporary copy goes. */
 export interface VerifyOptions extends Omit<RestoreOptions, 'outPath' | 'force'> {
@@ -17,15 +16,8 @@ export interface VerifyOptions extends Omit<RestoreOptions, 'outPath' | 'force'>
   readonly tmpDir?: string
 }
 
-/** VerifyResult describes a replica that restored and passed integrity_check. */
-export interface VerifyResult {
-  readonly generation: string
-  readonly index: number
-  readonly offset: number
-  readonly snapshotIndex: number
-  readonly pageSize: number
-  readonly bytes: number
-  readonly timeRange: TimeRange
+/** VerifyResult describes a replica that restored and passed integrity_check: what restore reports, plus counts. */
+export interface VerifyResult extends RestoreResult {
   /** tables maps each user table (not sqlite_*, _litestream_*, or virtual) to its row count. */
   readonly tables: Readonly<Record<string, number>>
   readonly durationMs: number
