@@ -11,6 +11,9 @@ export type ErrorCode =
   | 'CONFIG_INVALID' // bad option or flag
   | 'REPLICA_INVALID' // a replica violates the v0.3 layout or its invariants
   | 'CLOSED' // the object was closed
+  | 'BUSY' // a SQLite lock is held by someone else right now; try again later
+  | 'UNSUPPORTED' // the platform lacks something the engine needs
+  | 'LOCK_FAILED' // a lock call failed for a reason other than contention
 
 /** ReplicaError is the one error class of the project; `code` says what happened. */
 export class ReplicaError extends Error {

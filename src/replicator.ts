@@ -102,15 +102,10 @@ export class Replicator {
   readonly #log: Logger
   readonly #metaDir: string
   readonly #walPath: string
-  readonly #shmPath: string
   readonly #shmBuf = Buffer.alloc(104)
 
   #handle: SqliteHandle | null = null
-  /**
-   * Our own descriptors on the database and `-shm` files, open exactly as long as the connection. POSIX locks
-   * belong to the process: closing any descriptor of a file drops every lock the process holds on it, including
-   * SQLite's read mark. So these files are opened once and only ever read through these descriptors.
-   */
+  /** The handle's descriptors on the database and `-shm` files (its WAL pin's), open exactly as long as it is. */
   #dbFd = -1
   #shmFd = -1
   #dbIno = ''
@@ -156,7 +151,6 @@ export class Replicator {
     this.#log = opts.log ?? NOOP_LOGGER
     this.#metaDir = opts.metaDir ?? defaultMetaDir(this.#opts.dbPath)
     this.#walPath = `${this.#opts.dbPath}-wal`
-    this.#shmPath = `${this.#opts.dbPath}-shm`
     this.#status = Object.freeze({
       state: 'starting',
       generation: '',
@@ -388,17 +382,11 @@ export class Replicator {
   #openHandle(): void {
     const check = checkDbFile(this.#opts.dbPath)
     if (!check.ok) throw new ReplicaError('NOT_SQLITE', `${this.#opts.dbPath}: ${check.detail}`)
-    const dbFd = fs.openSync(this.#opts.dbPath, 'r')
-    try {
-      this.#handle = SqliteHandle.open(this.#opts.dbPath)
-      this.#shmFd = fs.openSync(this.#shmPath, 'r') // exists once the connection has read in WAL mode
-    } catch (err) {
-      this.#closeHandle()
-      fs.closeSync(dbFd)
-      throw err
-    }
-    this.#dbFd = dbFd
-    const st = fs.fstatSync(dbFd, { bigint: true })
+    const handle = SqliteHandle.open(this.#opts.dbPath)
+    this.#handle = handle
+    this.#dbFd = handle.dbFd
+    this.#shmFd = handle.shmFd
+    const st = fs.fstatSync(handle.dbFd, { bigint: true })
     this.#dbIno = `${st.dev}:${st.ino}`
     this.#pageSize = check.pageSize
     this.#iChangeBase = undefined
@@ -409,9 +397,6 @@ export class Replicator {
       this.#handle?.close()
     } finally {
       this.#handle = null
-      // Only after SQLite let go of its locks.
-      if (this.#shmFd >= 0) fs.closeSync(this.#shmFd)
-      if (this.#dbFd >= 0) fs.closeSync(this.#dbFd)
       this.#shmFd = -1
       this.#dbFd = -1
     }

@@ -1,12 +1,13 @@
 /**
- * The replicator's own SQLite connection: opened with no busy wait (better-sqlite3 is synchronous and a busy
- * wait would freeze every other database and the dashboard), never writes user data, never checkpoints on its own.
- * The only importer of better-sqlite3 in the engine.
+ * The replicator's hold on a database: the file check, the WAL pin, and short-lived connections opened with no
+ * busy wait (better-sqlite3 is synchronous and a busy wait would freeze every other database and the dashboard),
+ * which never write user data. The only importer of better-sqlite3 in the engine.
  * @module
  */
 import fs from 'node:fs'
 import Database from 'better-sqlite3'
 import { ReplicaError } from '../errors.js'
+import { WalPin } from './pin.js'
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1')
 
@@ -54,98 +55,120 @@ export function checkDbFile(path: string): DbFileCheck {
   }
 }
 
-/** SqliteHandle is the replicator's connection: a read transaction it can hold and release, and checkpoints. */
-export class SqliteHandle {
-  readonly #db: Database.Database
-  readonly #begin: Database.Statement
-  readonly #touch: Database.Statement
-  readonly #commit: Database.Statement
-  #reading = false
+/** connect opens a short-lived connection that never waits on locks, with a small page cache. */
+function connect(path: string): Database.Database {
+  try {
+    const db = new Database(path, { fileMustExist: true, timeout: 0 })
+    db.pragma('cache_size = -64')
+    return db
+  } catch (err) {
+    throw new ReplicaError('NOT_SQLITE', `open ${path}`, { cause: err })
+  }
+}
 
-  private constructor(db: Database.Database) {
-    this.#db = db
-    this.#begin = db.prepare('BEGIN')
-    this.#touch = db.prepare('SELECT count(*) FROM sqlite_schema')
-    this.#commit = db.prepare('COMMIT')
+/**
+ * SqliteHandle is the replicator's hold on a database: a WalPin (lock-only, no connection) for the long run, and a
+ * short-lived better-sqlite3 connection for the rare moments that need SQLite itself (opening, checkpoints, drill
+ * counts). A connection per database costs 200-400 KiB; a pin costs two descriptors (decision 0003).
+ */
+export class SqliteHandle {
+  readonly #path: string
+  readonly #pin: WalPin
+
+  private constructor(path: string, pin: WalPin) {
+    this.#path = path
+    this.#pin = pin
   }
 
   /**
-   * open connects to a database that checkDbFile accepted, and puts it in WAL mode if it is not (as Litestream does).
-   * cacheKiB bounds the page cache: the replicator reads pages from the files directly, not through SQLite.
+   * open puts a database that checkDbFile accepted in WAL mode if it is not (as Litestream does), starts a read
+   * transaction so the WAL index is live, and pins the WAL at that transaction's end before the connection closes.
    */
-  static open(path: string, opts: { readonly cacheKiB?: number } = {}): SqliteHandle {
-    let db: Database.Database
+  static open(path: string): SqliteHandle {
+    const db = connect(path)
     try {
-      db = new Database(path, { fileMustExist: true, timeout: 0 })
-    } catch (err) {
-      throw new ReplicaError('NOT_SQLITE', `open ${path}`, { cause: err })
-    }
-    try {
-      db.pragma(`cache_size = -${opts.cacheKiB ?? 64}`)
-      db.pragma('wal_autocheckpoint = 0')
       const mode = db.pragma('journal_mode', { simple: true })
       if (mode !== 'wal') {
         const got = db.pragma('journal_mode = wal', { simple: true })
         if (got !== 'wal') throw new ReplicaError('NOT_SQLITE', `cannot switch ${path} to WAL mode (journal_mode=${String(got)})`)
       }
-      return new SqliteHandle(db)
+      db.prepare('BEGIN').run()
+      db.prepare('SELECT count(*) FROM sqlite_schema').get()
+      const pin = WalPin.open(path)
+      const r = pin.acquire()
+      db.prepare('COMMIT').run()
+      if (!r.pinned) {
+        pin.close()
+        throw new ReplicaError('BUSY', `${path}: cannot pin the wal: ${r.reason}`)
+      }
+      return new SqliteHandle(path, pin)
     } catch (err) {
-      db.close()
       if (err instanceof ReplicaError) throw err
       throw new ReplicaError('NOT_SQLITE', `prepare ${path}`, { cause: err })
+    } finally {
+      // Our pin holds SHARED on the database file, so this close cannot checkpoint and delete the WAL.
+      db.close()
     }
   }
 
-  /** reading reports whether a read transaction is held. */
+  /** dbFd is a read-only descriptor on the database file, open as long as the handle. */
+  get dbFd(): number {
+    return this.#pin.dbFd
+  }
+
+  /** shmFd is a descriptor on the `-shm` file, open as long as the handle. */
+  get shmFd(): number {
+    return this.#pin.shmFd
+  }
+
+  /** reading reports whether the WAL is pinned. */
   get reading(): boolean {
-    return this.#reading
+    return this.#pin.pinned
   }
 
-  /** beginRead starts (or keeps) a read transaction, pinning the WAL against restarts. Throws SQLITE_BUSY as is. */
+  /** beginRead pins the WAL at its committed end (or keeps the pin). Throws BUSY when it cannot right now. */
   beginRead(): void {
-    if (this.#reading) return
-    this.#begin.run()
-    try {
-      this.#touch.get()
-    } catch (err) {
-      this.#db.prepare('ROLLBACK').run()
-      throw err
-    }
-    this.#reading = true
+    const r = this.#pin.acquire()
+    if (!r.pinned) throw new ReplicaError('BUSY', `${this.#path}: cannot pin the wal: ${r.reason}`)
   }
 
-  /** endRead releases the read transaction, if any. */
+  /** endRead releases the pin, if any. */
   endRead(): void {
-    if (!this.#reading) return
-    this.#reading = false
-    this.#commit.run()
+    this.#pin.release()
   }
 
   /**
-   * tableCounts counts the rows of every user table inside the current read transaction (full scans: for restore
-   * drills, not hot paths). sqlite_* and _litestream_* tables are left out.
+   * tableCounts counts the rows of every user table in a read transaction at the current end of the WAL (full
+   * scans: for restore drills, not hot paths). sqlite_* and _litestream_* tables are left out.
    */
   tableCounts(): Record<string, number> {
-    const names = this.#db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name").pluck().all() as string[]
-    const out: Record<string, number> = {}
-    for (const n of names) out[n] = Number(this.#db.prepare(`SELECT count(*) FROM "${n.replace(/"/g, '""')}"`).pluck().get())
-    return out
+    const db = connect(this.#path)
+    try {
+      db.prepare('BEGIN').run()
+      const names = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name").pluck().all() as string[]
+      const out: Record<string, number> = {}
+      for (const n of names) out[n] = Number(db.prepare(`SELECT count(*) FROM "${n.replace(/"/g, '""')}"`).pluck().get())
+      db.prepare('COMMIT').run()
+      return out
+    } finally {
+      db.close()
+    }
   }
 
-  /** checkpoint runs `PRAGMA wal_checkpoint(mode)` without waiting on locks; the read transaction must be released. */
+  /** checkpoint releases the pin and runs `PRAGMA wal_checkpoint(mode)` on a short-lived connection, never waiting. */
   checkpoint(mode: 'PASSIVE' | 'TRUNCATE'): { busy: boolean; log: number; checkpointed: number } {
     this.endRead()
-    const row = this.#db.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number }
-    return { busy: row.busy !== 0, log: row.log, checkpointed: row.checkpointed }
+    const db = connect(this.#path)
+    try {
+      const row = db.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number }
+      return { busy: row.busy !== 0, log: row.log, checkpointed: row.checkpointed }
+    } finally {
+      db.close()
+    }
   }
 
-  /** close releases the read transaction and closes the connection. Idempotent. */
+  /** close releases every lock and descriptor. Idempotent. */
   close(): void {
-    if (!this.#db.open) return
-    try {
-      this.endRead()
-    } finally {
-      this.#db.close()
-    }
+    this.#pin.close()
   }
 }

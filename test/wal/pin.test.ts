@@ -1,0 +1,181 @@
+/**
+ * The WAL pin against real SQLite: it must give exactly the guarantees of a SQLite read transaction (K11, K16 of
+ * the reliability matrix) without a connection. The application runs in a child process, as in production.
+ */
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import readline from 'node:readline'
+import { test, type TestContext } from 'node:test'
+import { hasCode } from '../../src/errors.js'
+import { WalPin } from '../../src/wal/pin.js'
+import { readShmHeader } from '../../src/wal/shm.js'
+import { SqliteHandle } from '../../src/wal/sqlite-handle.js'
+import { insertRows, openApp, tmpDir } from '../helpers/db.js'
+
+/** App is a better-sqlite3 connection in another process, driven line by line. */
+interface App {
+  run(cmd: string): Promise<unknown>
+  close(): Promise<void>
+}
+
+const APP_SRC = `
+const Database = require('better-sqlite3')
+const crypto = require('node:crypto')
+const db = new Database(process.argv[1], { timeout: 0 })
+db.pragma('journal_mode = wal')
+db.pragma('wal_autocheckpoint = 0')
+db.exec('CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)')
+const ins = db.prepare('INSERT INTO t (v) VALUES (?)')
+require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+  const [cmd, arg] = line.split(' ')
+  let out
+  try {
+    if (cmd === 'insert') { for (let i = 0; i < Number(arg); i++) ins.run(crypto.randomBytes(200)); out = null }
+    else if (cmd === 'checkpoint') out = db.pragma('wal_checkpoint(' + arg + ')')[0]
+    else if (cmd === 'count') out = db.prepare('SELECT count(*) AS n FROM t').get().n
+    else if (cmd === 'integrity') out = db.pragma('integrity_check', { simple: true })
+    else if (cmd === 'close') { db.close(); out = null }
+  } catch (err) { out = { error: String(err.code || err.message) } }
+  process.stdout.write(JSON.stringify(out === undefined ? null : out) + '\\n')
+  if (cmd === 'close') process.exit(0)
+})
+`
+
+function startApp(t: TestContext, file: string): App {
+  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['-e', APP_SRC, file], { cwd: process.cwd() })
+  t.after(() => child.kill('SIGKILL'))
+  const lines = readline.createInterface({ input: child.stdout })
+  const waiting: ((v: unknown) => void)[] = []
+  lines.on('line', (l) => waiting.shift()?.(JSON.parse(l)))
+  return {
+    run: (cmd) =>
+      new Promise((resolve) => {
+        waiting.push(resolve)
+        child.stdin.write(`${cmd}\n`)
+      }),
+    close: async () => {
+      const exited = new Promise((r) => child.once('exit', r))
+      child.stdin.write('close\n')
+      await exited
+    },
+  }
+}
+
+function salts(file: string): string {
+  const fd = fs.openSync(`${file}-shm`, 'r')
+  try {
+    const h = readShmHeader(fd)!
+    return `${h.salt1}:${h.salt2}:${h.mxFrame}`
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+test('K11: while pinned, an application TRUNCATE checkpoint is refused and writes never restart the WAL', async (t) => {
+  const file = path.join(tmpDir(t), 'a.db')
+  const app = startApp(t, file)
+  await app.run('insert 20')
+  const h = SqliteHandle.open(file)
+  t.after(() => h.close())
+  assert.equal(h.reading, true)
+  const before = salts(file).split(':')
+  const r = (await app.run('checkpoint TRUNCATE')) as { busy: number; log: number; checkpointed: number }
+  assert.equal(r.busy, 1, 'TRUNCATE must not get past the pin')
+  assert.ok(r.log > 0)
+  await app.run('insert 5')
+  const after = salts(file).split(':')
+  assert.deepEqual(after.slice(0, 2), before.slice(0, 2), 'same WAL incarnation')
+  assert.ok(Number(after[2]) > Number(before[2]), 'frames appended, not restarted')
+  // Released: the same checkpoint now truncates the WAL.
+  h.endRead()
+  const r2 = (await app.run('checkpoint TRUNCATE')) as { busy: number; log: number }
+  assert.deepEqual([r2.busy, r2.log], [0, 0])
+  assert.equal(fs.statSync(`${file}-wal`).size, 0)
+  assert.equal(await app.run('integrity'), 'ok')
+  await app.close()
+})
+
+test('a checkpointer never backfills past the pinned mark', async (t) => {
+  const file = path.join(tmpDir(t), 'b.db')
+  const app = startApp(t, file)
+  await app.run('insert 10')
+  const h = SqliteHandle.open(file)
+  t.after(() => h.close())
+  const mark = Number(salts(file).split(':')[2])
+  await app.run('insert 10')
+  const r = (await app.run('checkpoint PASSIVE')) as { busy: number; log: number; checkpointed: number }
+  assert.ok(r.log > mark)
+  assert.equal(r.checkpointed, mark, 'backfill stops at the mark the pin holds')
+  // Re-pinning after release moves the mark to the current end: everything can be backfilled.
+  h.endRead()
+  h.beginRead()
+  const r2 = (await app.run('checkpoint PASSIVE')) as { log: number; checkpointed: number }
+  assert.equal(r2.checkpointed, r2.log)
+  await app.close()
+})
+
+test('the last application connection closing leaves the WAL for us to read', async (t) => {
+  const file = path.join(tmpDir(t), 'c.db')
+  const app = startApp(t, file)
+  await app.run('insert 30')
+  const h = SqliteHandle.open(file)
+  t.after(() => h.close())
+  h.endRead() // even unpinned: the database SHARED lock alone prevents the checkpoint-and-delete on close
+  const walBefore = fs.statSync(`${file}-wal`).size
+  await app.close()
+  assert.ok(fs.existsSync(`${file}-wal`), 'WAL not deleted')
+  assert.equal(fs.statSync(`${file}-wal`).size, walBefore)
+  // A new application connection trusts the live index (we hold the dead-man switch) and sees every row.
+  const app2 = startApp(t, file)
+  assert.equal(await app2.run('count'), 30)
+  assert.equal(await app2.run('integrity'), 'ok')
+  await app2.close()
+})
+
+test('the handle closing releases every lock: the application checkpoints and deletes the WAL on close', async (t) => {
+  const file = path.join(tmpDir(t), 'd.db')
+  const app = startApp(t, file)
+  await app.run('insert 5')
+  const h = SqliteHandle.open(file)
+  h.close()
+  h.close() // idempotent
+  await app.close()
+  assert.equal(fs.existsSync(`${file}-wal`), false)
+  assert.equal(fs.existsSync(`${file}-shm`), false)
+})
+
+test('a pin is refused, without touching the index, when no SQLite connection keeps it live', async (t) => {
+  const file = path.join(tmpDir(t), 'e.db')
+  const db = openApp(file)
+  db.pragma('wal_autocheckpoint = 0')
+  insertRows(db, 5)
+  // Keep a stale -shm: copy it aside, close (deletes both), put the files back as a crash would leave them.
+  fs.copyFileSync(`${file}-shm`, `${file}.shm-copy`)
+  fs.copyFileSync(`${file}-wal`, `${file}.wal-copy`)
+  db.close()
+  fs.copyFileSync(`${file}.shm-copy`, `${file}-shm`)
+  fs.copyFileSync(`${file}.wal-copy`, `${file}-wal`)
+  const shmBefore = fs.readFileSync(`${file}-shm`)
+  assert.throws(() => WalPin.open(file), (err) => hasCode(err, 'BUSY'))
+  assert.ok(fs.readFileSync(`${file}-shm`).equals(shmBefore))
+})
+
+test('pins of two handles share or claim read-mark slots and both hold', async (t) => {
+  const file = path.join(tmpDir(t), 'f.db')
+  const app = startApp(t, file)
+  await app.run('insert 3')
+  const a = SqliteHandle.open(file)
+  t.after(() => a.close())
+  await app.run('insert 3')
+  const b = SqliteHandle.open(file)
+  t.after(() => b.close())
+  a.endRead()
+  const r = (await app.run('checkpoint TRUNCATE')) as { busy: number }
+  assert.equal(r.busy, 1, 'the second pin still holds')
+  b.endRead()
+  const r2 = (await app.run('checkpoint TRUNCATE')) as { busy: number; log: number }
+  assert.deepEqual([r2.busy, r2.log], [0, 0])
+  await app.close()
+})
