@@ -1,7 +1,8 @@
 /**
  * S3ReplicaClient stores a replica under a key prefix of an S3 (or S3-compatible) bucket, with the key layout
  * of Litestream v0.3.13 (s3/replica_client.go). AWS errors stop here: NoSuchKey/404 becomes ReplicaError
- * NOT_FOUND, anything else is wrapped with lowercase context.
+ * NOT_FOUND, anything else is wrapped with lowercase context. A GET whose body breaks off or ends short of its
+ * Content-Length is fetched again (the SDK's retries end when the headers arrive); a short body is never returned.
  * @module
  */
 import {
@@ -11,11 +12,13 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  type GetObjectCommandOutput,
   type ListObjectsV2CommandOutput,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { ReplicaError } from '../errors.js'
 import {
   generationsPath,
@@ -64,13 +67,19 @@ export interface S3ConnectionOptions {
   /** forcePathStyle; if undefined: true with an endpoint, else the SDK default (virtual-hosted). */
   readonly forcePathStyle?: boolean
   readonly credentials?: S3Credentials
-  /** maxAttempts per request, first one included; if undefined or 0: DEFAULT_S3_MAX_ATTEMPTS. 1 disables retries. */
+  /**
+   * maxAttempts per request, first one included; if undefined or 0: DEFAULT_S3_MAX_ATTEMPTS. 1 disables retries.
+   * It also bounds the GETs of one object read whose response body breaks off or ends short.
+   */
   readonly maxAttempts?: number
   /** retryBaseDelayMs; if undefined: DEFAULT_S3_RETRY_BASE_DELAY_MS. */
   readonly retryBaseDelayMs?: number
 }
 
-/** S3ReplicaClientOptions locate a replica; `client` (shared, not closed by us) wins over the connection options. */
+/**
+ * S3ReplicaClientOptions locate a replica; `client` (shared, not closed by us) wins over the connection options.
+ * maxAttempts and retryBaseDelayMs still apply to re-reading truncated GET bodies when `client` is given.
+ */
 export interface S3ReplicaClientOptions extends S3ConnectionOptions {
   readonly bucket: string
   /** prefix is the key root of the replica; leading, trailing and doubled slashes are removed. '' is the bucket root. */
@@ -126,6 +135,8 @@ export class S3ReplicaClient implements ReplicaClient {
   readonly #prefix: string
   readonly #client: S3Client
   readonly #ownsClient: boolean
+  readonly #maxAttempts: number
+  readonly #retryBaseDelayMs: number
 
   constructor(opts: S3ReplicaClientOptions) {
     if (!opts.bucket || opts.bucket.includes('/')) {
@@ -135,6 +146,8 @@ export class S3ReplicaClient implements ReplicaClient {
     this.#prefix = joinKey(...(opts.prefix ?? '').split('/')) // like Go's path.Join: no empty segments
     this.#ownsClient = !opts.client
     this.#client = opts.client ?? createS3Client(opts)
+    this.#maxAttempts = opts.maxAttempts || DEFAULT_S3_MAX_ATTEMPTS
+    this.#retryBaseDelayMs = opts.retryBaseDelayMs ?? DEFAULT_S3_RETRY_BASE_DELAY_MS
   }
 
   /** bucket is the bucket name. */
@@ -158,7 +171,13 @@ export class S3ReplicaClient implements ReplicaClient {
     if (parts.length === 0 || parts.includes('..')) {
       throw new ReplicaError('CONFIG_INVALID', `invalid replica sub path: ${JSON.stringify(subPath)}`)
     }
-    return new S3ReplicaClient({ bucket: this.#bucket, prefix: joinKey(this.#prefix, ...parts), client: this.#client })
+    return new S3ReplicaClient({
+      bucket: this.#bucket,
+      prefix: joinKey(this.#prefix, ...parts),
+      client: this.#client,
+      maxAttempts: this.#maxAttempts,
+      retryBaseDelayMs: this.#retryBaseDelayMs,
+    })
   }
 
   /** close destroys the S3Client if this client created it. Idempotent. Children share it: close the root last. */
@@ -395,11 +414,23 @@ export class S3ReplicaClient implements ReplicaClient {
     }
   }
 
+  /**
+   * #get downloads one object whole. The SDK retries the request until headers arrive, not the body after them:
+   * a body that breaks off (reset, premature close, stream error) or ends short of Content-Length is requested
+   * again, up to maxAttempts GETs with backoff. Errors of the request itself (after the SDK's retries) and aborts
+   * are not retried here.
+   */
   async #get(key: string, opts: OpOptions): Promise<Buffer> {
-    const out = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), { abortSignal: opts.signal })
-    if (!out.Body) throw new Error('empty response body')
-    const bytes = await out.Body.transformToByteArray()
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    for (let attempt = 1; ; attempt++) {
+      const out = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), { abortSignal: opts.signal })
+      try {
+        return await readBody(out)
+      } catch (err) {
+        opts.signal?.throwIfAborted()
+        if (attempt >= this.#maxAttempts) throw new Error(`gave up after ${attempt} attempt(s)`, { cause: err })
+        await sleep(retryDelayMs(this.#retryBaseDelayMs, attempt, false), undefined, { signal: opts.signal })
+      }
+    }
   }
 
   /** #deleteKeys deletes keys with DeleteObjects in batches of S3_MAX_DELETE_KEYS; missing keys are fine. */
@@ -422,6 +453,30 @@ export class S3ReplicaClient implements ReplicaClient {
 /** checkGeneration rejects names that are not 16 lowercase hex: '' would widen a delete to every generation. */
 function checkGeneration(generation: string): void {
   if (!isGenerationName(generation)) throw new RangeError(`invalid generation name: ${JSON.stringify(generation)}`)
+}
+
+/**
+ * readBody reads a GetObject response body whole. It rejects, never returns fewer bytes, when the body stream
+ * fails (ECONNRESET, premature close) or delivers a length other than the response's Content-Length.
+ */
+async function readBody(out: GetObjectCommandOutput): Promise<Buffer> {
+  if (!out.Body) throw new Error('empty response body')
+  let bytes: Uint8Array
+  try {
+    bytes = await out.Body.transformToByteArray()
+  } catch (err) {
+    throw new Error(`response body cut short (Content-Length ${out.ContentLength ?? 'unknown'})`, { cause: err })
+  }
+  if (out.ContentLength !== undefined && bytes.byteLength !== out.ContentLength) {
+    throw new Error(`response body truncated: received ${bytes.byteLength} of ${out.ContentLength} bytes`)
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** retryDelayMs is the full-jitter backoff before retry number `retry` (1-based); throttling errors use 5x the base. */
+function retryDelayMs(baseDelayMs: number, retry: number, throttled: boolean): number {
+  const capMs = Math.min(DEFAULT_S3_RETRY_MAX_DELAY_MS, baseDelayMs * (throttled ? 5 : 1) * 2 ** (retry - 1))
+  return Math.floor(Math.random() * capMs)
 }
 
 interface SdkErrorLike {
@@ -521,8 +576,7 @@ class S3RetryStrategy implements RetryStrategyV2 {
     const retryable = info.errorType === 'THROTTLING' || info.errorType === 'TRANSIENT' || isRetryableS3Error(info.error)
     if (retry >= this.#maxAttempts || !retryable) throw info.error ?? new Error('no retry')
     const throttled = info.errorType === 'THROTTLING' || THROTTLING_ERROR_NAMES.has(info.error?.name ?? '')
-    const capMs = Math.min(DEFAULT_S3_RETRY_MAX_DELAY_MS, this.#baseDelayMs * (throttled ? 5 : 1) * 2 ** (retry - 1))
-    let delayMs = Math.floor(Math.random() * capMs)
+    let delayMs = retryDelayMs(this.#baseDelayMs, retry, throttled)
     if (info.retryAfterHint) delayMs = Math.max(delayMs, Math.min(info.retryAfterHint.getTime() - Date.now(), DEFAULT_S3_RETRY_MAX_DELAY_MS))
     return retryToken(retry, delayMs)
   }
