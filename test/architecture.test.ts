@@ -18,7 +18,7 @@ const RULES: Record<string, { modules: string[]; packages: string[] }> = {
   s3: { modules: ['types', 'keys', 'errors', 'replica-client'], packages: ['@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@smithy/node-http-handler', '@smithy/util-retry', '@smithy/types'] },
   'replica-url': { modules: ['file', 's3', 'errors', 'replica-client'], packages: [] },
   replicator: { modules: ['wal', 'lz4', 'keys', 'types', 'errors', 'log', 'replica-client'], packages: [] },
-  watch: { modules: [], packages: ['@parcel/watcher'] },
+  watch: { modules: [], packages: [] },
   manager: { modules: ['replicator', 'watch', 'wal', 'types', 'errors', 'log', 'replica-client', 'restore'], packages: [] },
   dashboard: { modules: ['dashboard', 'types', 'errors'], packages: ['hono', '@hono/node-server', 'prom-client'] },
   restore: { modules: ['restore', 'wal', 'lz4', 'keys', 'types', 'errors', 'log', 'replica-client', 'replica-url'], packages: ['better-sqlite3'] },
