@@ -30,6 +30,8 @@ export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000
 export const DEFAULT_DRILL_INTERVAL_MS = 6 * 3600_000
 /** DEFAULT_MAX_CONCURRENT_STARTS bounds how many databases open and take their first snapshot at once. */
 export const DEFAULT_MAX_CONCURRENT_STARTS = 8
+/** START_JITTER_MS spreads the starts of a backlog (start-up, a burst of new files) so they do not move in lockstep. */
+export const START_JITTER_MS = 20
 
 /** ManagerOptions configures a Manager. */
 export interface ManagerOptions {
@@ -84,6 +86,8 @@ export class Manager implements StatusSource {
   #drillTimer: NodeJS.Timeout | null = null
   #drilling = false
   #startQueue: Entry[] = []
+  /** Entries taken off the queue and waiting out their jitter. */
+  readonly #jittering = new Set<Entry>()
   #starting = 0
   #closed = false
 
@@ -261,7 +265,7 @@ export class Manager implements StatusSource {
       this.#changed(id)
       return
     }
-    if (this.#startQueue.includes(entry)) return
+    if (this.#jittering.has(entry) || this.#startQueue.includes(entry)) return
     const check = checkDbFile(file)
     if (!check.ok) {
       const waiting = check.reason === 'empty'
@@ -302,30 +306,51 @@ export class Manager implements StatusSource {
     return entry
   }
 
-  /** pumpStarts opens queued databases, a bounded number at a time, so a thousand start without a stampede. */
+  /**
+   * pumpStarts opens queued databases, a bounded number at a time, so a thousand start without a stampede. A
+   * start that has to queue behind others (a backlog) first waits a random 0-20 ms; a lone new file starts at once.
+   */
   #pumpStarts(): void {
     const max = this.#opts.maxConcurrentStarts ?? DEFAULT_MAX_CONCURRENT_STARTS
     while (this.#starting < max && this.#startQueue.length > 0 && !this.#closed) {
+      const backlog = this.#startQueue.length > max - this.#starting
       const entry = this.#startQueue.shift()!
       if (entry.state !== 'starting' || entry.replicator) continue
       this.#starting++
-      const client = this.#opts.clientFor(entry.id)
-      entry.client = client
-      entry.replica = client.describe()
-      const r = new Replicator({
-        ...this.#opts.replicatorOptions,
-        dbPath: entry.path,
-        client,
-        log: this.#log.child({ client: entry.id }),
-        onStatus: (s) => this.#onStatus(entry, s),
-      })
-      entry.replicator = r
-      r.start()
-      void r.whenStarted().finally(() => {
-        this.#starting--
-        this.#pumpStarts()
-      })
+      if (!backlog) {
+        this.#startOne(entry)
+        continue
+      }
+      this.#jittering.add(entry)
+      setTimeout(() => {
+        this.#jittering.delete(entry)
+        this.#startOne(entry)
+      }, Math.random() * START_JITTER_MS)
     }
+  }
+
+  #startOne(entry: Entry): void {
+    if (this.#closed || entry.state !== 'starting' || entry.replicator) {
+      this.#starting--
+      this.#pumpStarts()
+      return
+    }
+    const client = this.#opts.clientFor(entry.id)
+    entry.client = client
+    entry.replica = client.describe()
+    const r = new Replicator({
+      ...this.#opts.replicatorOptions,
+      dbPath: entry.path,
+      client,
+      log: this.#log.child({ client: entry.id }),
+      onStatus: (s) => this.#onStatus(entry, s),
+    })
+    entry.replicator = r
+    r.start()
+    void r.whenStarted().finally(() => {
+      this.#starting--
+      this.#pumpStarts()
+    })
   }
 
   #onStatus(entry: Entry, s: ReplicatorStatus): void {
