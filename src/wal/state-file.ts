@@ -2,7 +2,9 @@
  * The replicator's local state: what it last made durable in the replica, plus what it needs to prove on the
  * next start that the WAL continued where it left off. One small JSON file per database in its meta directory
  * (`<dir>/.<name>-litestream/`, as Litestream names it). The replica stays the source of truth; this file only
- * lets a restart resume the same generation instead of taking a new snapshot.
+ * lets a restart resume the same generation instead of taking a new snapshot. It is written when the generation or
+ * the WAL index changes and on a clean close, not per segment: after a crash the replica's last segment, checked
+ * against the local WAL, gives the position.
  * @module
  */
 import fs from 'node:fs'

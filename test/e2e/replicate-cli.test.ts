@@ -24,6 +24,17 @@ function replicate(db: string, replica: TestReplica, extra: readonly string[] = 
   return startCli(['replicate', '-sync-interval', '100ms', ...extra, db, replica.url], replica.env)
 }
 
+/** waitUntil polls fn (every 20 ms, at most 20 s) until it returns a value other than undefined or false. */
+async function waitUntil<T>(fn: () => Promise<T | undefined | false>): Promise<T> {
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    const v = await fn()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error('timed out waiting for the replica')
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
 async function stop(p: CliProcess): Promise<void> {
   const code = await p.stop('SIGTERM')
   assert.equal(code, 0, `exit code after SIGTERM:\n${p.output().slice(-4000)}`)
@@ -102,6 +113,32 @@ for (const kind of ['file', 's3'] as const) {
       await stop(p2)
       assert.equal((await replica.client.generations()).length, 1, 'one generation across the restart')
       await assertRestores(replica, app, dir, 'resume')
+      app.close()
+    })
+
+    test('C1 kill -9 after shipping: the restart takes its position from the replica and keeps the generation', async (t) => {
+      const { dir, db, replica } = setup(t)
+      const app = openApp(db)
+      insertRows(app, 10)
+      const p1 = replicate(db, replica)
+      await p1.waitFor(/"msg":"replicating"/)
+      const gen = await waitUntil(async () => (await replica.client.generations())[0])
+      // Ship past the generation's first segments: the state file (written at generation start) is now stale.
+      for (let i = 0; i < 4; i++) {
+        const n = (await replica.client.walSegments(gen)).length
+        insertRows(app, 10, 300)
+        await waitUntil(async () => (await replica.client.walSegments(gen)).length > n)
+      }
+      const segsBefore = await replica.client.walSegments(gen)
+      assert.ok(segsBefore.length >= 3, `several segments shipped (${segsBefore.length})`)
+      assert.equal(await p1.stop('SIGKILL'), null)
+      insertRows(app, 10, 300) // written while the replicator is down
+      const p2 = replicate(db, replica)
+      await p2.waitFor(/"fromReplica":true.*"msg":"resuming generation"/)
+      insertRows(app, 5)
+      await stop(p2)
+      assert.deepEqual(await replica.client.generations(), [gen], 'one generation across the kill')
+      await assertRestores(replica, app, dir, 'kill9')
       app.close()
     })
 
