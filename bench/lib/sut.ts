@@ -125,10 +125,20 @@ export function freePort(): Promise<number> {
   })
 }
 
+/**
+ * NODE_FLAGS are the V8 flags the executable's shebang passes (`#!/usr/bin/env -S node FLAGS`), so the benchmark
+ * runs the service exactly as an installed `litestream-manager` runs.
+ */
+export function nodeFlags(): string[] {
+  const first = fs.readFileSync(MAIN_JS, 'utf8').split('\n', 1)[0]!
+  const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)
+  return m ? m[1]!.trim().split(/\s+/).filter((f) => f !== '') : []
+}
+
 /** startOurs spawns `node dist/src/main.js -watch-dir DIR -bucket ... -port P -sync-interval S` at LOG_LEVEL=info. */
 export async function startOurs(opts: { workDir: string; clientsDir: string; replica: ReplicaTarget; syncInterval: string }): Promise<Sut> {
   const port = await freePort()
-  const args = [MAIN_JS, '-watch-dir', opts.clientsDir, '-port', String(port), '-sync-interval', opts.syncInterval]
+  const args = [...nodeFlags(), MAIN_JS, '-watch-dir', opts.clientsDir, '-port', String(port), '-sync-interval', opts.syncInterval]
   let env: Record<string, string> = { LOG_LEVEL: 'info' }
   if (opts.replica.kind === 'file') args.push('-bucket', `file://${opts.replica.root}`)
   else {
