@@ -131,6 +131,8 @@ export class Replicator {
   #trustRestart = false
   #lastSegment: { index: number; offset: number; size: number } | null = null
   #changedSinceSnapshot = false
+  /** imaging: a snapshot image is being read from the database file, so the pin must not move. */
+  #imaging = false
   #lastRetentionAt = 0
 
   #dirtySince: number | null = null
@@ -138,6 +140,8 @@ export class Replicator {
   #changeSeq = 0
   #urgent = false
   #releaseRequested = false
+  /** releasedAtIChange is iChange when we last let go for a checkpointer; undefined once re-pinned. */
+  #releasedAtIChange: number | undefined
   #wake: (() => void) | null = null
   #status: ReplicatorStatus
   #loop: Promise<void> | null = null
@@ -219,6 +223,11 @@ export class Replicator {
           // SQLITE_BUSY: the next pass retries.
         }
       }
+    } else if (this.#handle?.reading && this.#generation !== '' && !this.#imaging) {
+      // Already pinned: move the pin to the new end of the WAL (into another slot, leaving the old one to a
+      // checkpointer that may be waiting for it), so a TRUNCATE is never held back by a mark we took before a
+      // burst of commits. A few microseconds unpinned; iChange covers them.
+      this.#handle.advance()
     }
     const wake = this.#wake
     this.#wake = null
@@ -737,6 +746,16 @@ export class Replicator {
   }
 
   async #writeSnapshot(generation: string, index: number, src: Parameters<typeof imageStream>[0]): Promise<void> {
+    // The image streams from the database file: the pin's mark must stay at or below its end until it is written.
+    this.#imaging = true
+    try {
+      await this.#writeImage(generation, index, src)
+    } finally {
+      this.#imaging = false
+    }
+  }
+
+  async #writeImage(generation: string, index: number, src: Parameters<typeof imageStream>[0]): Promise<void> {
     const bytes = src.nPage * src.pageSize
     if (bytes <= SNAPSHOT_BUFFER_LIMIT) {
       const image = Buffer.concat([...imageChunks(src)])
@@ -820,8 +839,13 @@ export class Replicator {
       // checkpoint can backfill everything shipped but cannot restart the WAL under unshipped frames. When the
       // database file changed (someone checkpoints), let go entirely so a TRUNCATE checkpoint need not wait.
       handle.endRead()
-      if (this.#releaseRequested) this.#releaseRequested = false
-      else {
+      if (this.#releaseRequested) {
+        this.#releaseRequested = false
+        this.#releasedAtIChange = shm.iChange
+      } else if (this.#releasedAtIChange !== shm.iChange) {
+        // Re-pin, unless nothing committed since we let go for a checkpointer: it holds the write lock while it
+        // waits for readers, and a later pass (for events of older writes) must not take the WAL back from it.
+        this.#releasedAtIChange = undefined
         try {
           handle.beginRead()
         } catch {

@@ -42,6 +42,8 @@ export class WalPin {
   readonly #buf = Buffer.alloc(HDR_BYTES)
   readonly #mark = Buffer.alloc(4)
   #slot = 0
+  /** lastSlot is the slot held before the last release: claimed again only when no other is free. */
+  #lastSlot = 0
   #closed = false
 
   private constructor(
@@ -107,7 +109,9 @@ export class WalPin {
         }
       }
       if (mxI === 0 || mxReadMark < mxFrame) {
-        for (let i = 1; i < NREADER; i++) {
+        // Claim the slot we held last only if no other is free: a checkpointer may be waiting (its busy handler
+        // retries the lock of that very slot) to move the old mark, and taking it back would starve it.
+        for (const i of this.#claimOrder()) {
           if (!setLock(this.shmFd, 'write', READ_LOCK(i), 1)) continue
           this.#mark.writeUInt32LE(mxFrame, 0)
           try {
@@ -136,10 +140,24 @@ export class WalPin {
     return { pinned: false, reason }
   }
 
+  /**
+   * advance re-pins at the committed end if the held mark is behind it: release, then acquire, which claims a
+   * slot other than the one just released when one is free. Returns the new state.
+   */
+  advance(): PinResult {
+    if (this.#slot === 0) return this.acquire()
+    const hdr = this.#readHeader()
+    const mark = this.#readMark(this.#slot)
+    if (hdr && mark >= hdr.mxFrame) return { pinned: true, slot: this.#slot, mark }
+    this.release()
+    return this.acquire()
+  }
+
   /** release lets go of the read-mark slot, if held; the database and dead-man-switch locks stay. */
   release(): void {
     if (this.#slot === 0) return
     const slot = this.#slot
+    this.#lastSlot = slot
     this.#slot = 0
     setLock(this.shmFd, 'none', READ_LOCK(slot), 1)
   }
@@ -154,6 +172,13 @@ export class WalPin {
     } finally {
       fs.closeSync(this.dbFd)
     }
+  }
+
+  #claimOrder(): number[] {
+    const order: number[] = []
+    for (let i = 1; i < NREADER; i++) if (i !== this.#lastSlot) order.push(i)
+    if (this.#lastSlot !== 0) order.push(this.#lastSlot)
+    return order
   }
 
   #readMark(i: number): number {

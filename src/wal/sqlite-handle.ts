@@ -132,6 +132,11 @@ export class SqliteHandle {
     if (!r.pinned) throw new ReplicaError('BUSY', `${this.#path}: cannot pin the wal: ${r.reason}`)
   }
 
+  /** advance moves a held pin to the current end of the WAL when its mark is behind. Unpinned if that fails. */
+  advance(): void {
+    this.#pin.advance()
+  }
+
   /** endRead releases the pin, if any. */
   endRead(): void {
     this.#pin.release()
