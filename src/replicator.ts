@@ -270,7 +270,9 @@ export class Replicator {
         if (signal.aborted) break
         backoffMs = Math.min(Math.max(backoffMs * 2, 250), 30_000)
         const msg = errorMessage(err)
-        this.#log.error({ err: msg, backoffMs }, 'sync failed')
+        // A lock the application holds for a moment is expected (we never wait on one): retried, not an error.
+        if (hasCode(err, 'BUSY')) this.#log.warn({ err: msg, backoffMs }, 'database busy; retrying')
+        else this.#log.error({ err: msg, backoffMs }, 'sync failed')
         this.#publish({ state: 'error', lastError: msg })
       }
     }

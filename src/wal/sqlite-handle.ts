@@ -62,7 +62,9 @@ function connect(path: string): Database.Database {
     db.pragma('cache_size = -64')
     return db
   } catch (err) {
-    throw new ReplicaError('NOT_SQLITE', `open ${path}`, { cause: err })
+    // SQLITE_BUSY: the application holds a lock right now (we never wait on one); anything else is a bad file.
+    const busy = (err as { code?: string }).code?.startsWith('SQLITE_BUSY') === true
+    throw new ReplicaError(busy ? 'BUSY' : 'NOT_SQLITE', `open ${path}`, { cause: err })
   }
 }
 
@@ -104,7 +106,8 @@ export class SqliteHandle {
       return new SqliteHandle(path, pin)
     } catch (err) {
       if (err instanceof ReplicaError) throw err
-      throw new ReplicaError('NOT_SQLITE', `prepare ${path}`, { cause: err })
+      const busy = (err as { code?: string }).code?.startsWith('SQLITE_BUSY') === true
+      throw new ReplicaError(busy ? 'BUSY' : 'NOT_SQLITE', `prepare ${path}`, { cause: err })
     } finally {
       // Our pin holds SHARED on the database file, so this close cannot checkpoint and delete the WAL.
       db.close()
