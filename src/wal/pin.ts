@@ -146,8 +146,8 @@ export class WalPin {
    */
   advance(): PinResult {
     if (this.#slot === 0) return this.acquire()
-    const hdr = this.#readHeader()
-    const mark = this.#readMark(this.#slot)
+    const hdr = this.#readHeader() // also reads the read marks into #buf: no second pread for ours
+    const mark = this.#buf.readUInt32LE(READ_MARK(this.#slot))
     if (hdr && mark >= hdr.mxFrame) return { pinned: true, slot: this.#slot, mark }
     this.release()
     return this.acquire()

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs'
 import Database from 'better-sqlite3'
-import { ReplicaError } from '../errors.js'
+import { ReplicaError, type ErrorCode } from '../errors.js'
 import { WalPin } from './pin.js'
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1')
@@ -55,6 +55,14 @@ export function checkDbFile(path: string): DbFileCheck {
   }
 }
 
+/**
+ * busyOr classifies a SQLite error: SQLITE_BUSY* means the application holds a lock right now (we never wait on
+ * one), so BUSY, retried later; anything else gets code.
+ */
+function busyOr(err: unknown, code: ErrorCode): ErrorCode {
+  return (err as { code?: unknown }).code?.toString().startsWith('SQLITE_BUSY') === true ? 'BUSY' : code
+}
+
 /** connect opens a short-lived connection that never waits on locks, with a small page cache. */
 function connect(path: string): Database.Database {
   try {
@@ -62,9 +70,7 @@ function connect(path: string): Database.Database {
     db.pragma('cache_size = -64')
     return db
   } catch (err) {
-    // SQLITE_BUSY: the application holds a lock right now (we never wait on one); anything else is a bad file.
-    const busy = (err as { code?: string }).code?.startsWith('SQLITE_BUSY') === true
-    throw new ReplicaError(busy ? 'BUSY' : 'NOT_SQLITE', `open ${path}`, { cause: err })
+    throw new ReplicaError(busyOr(err, 'NOT_SQLITE'), `open ${path}`, { cause: err })
   }
 }
 
@@ -106,8 +112,7 @@ export class SqliteHandle {
       return new SqliteHandle(path, pin)
     } catch (err) {
       if (err instanceof ReplicaError) throw err
-      const busy = (err as { code?: string }).code?.startsWith('SQLITE_BUSY') === true
-      throw new ReplicaError(busy ? 'BUSY' : 'NOT_SQLITE', `prepare ${path}`, { cause: err })
+      throw new ReplicaError(busyOr(err, 'NOT_SQLITE'), `prepare ${path}`, { cause: err })
     } finally {
       // Our pin holds SHARED on the database file, so this close cannot checkpoint and delete the WAL.
       db.close()
