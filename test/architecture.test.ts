@@ -14,7 +14,7 @@ const RULES: Record<string, { modules: string[]; packages: string[] }> = {
   'replica-client': { modules: ['types'], packages: [] },
   lz4: { modules: ['errors'], packages: ['lz4-napi'] },
   wal: { modules: ['wal', 'errors'], packages: ['better-sqlite3', 'koffi'] },
-  file: { modules: ['types', 'keys', 'errors', 'replica-client'], packages: [] },
+  file: { modules: ['types', 'keys', 'errors', 'replica-client'], packages: ['koffi'] },
   s3: { modules: ['types', 'keys', 'errors', 'replica-client'], packages: ['@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@smithy/node-http-handler', '@smithy/util-retry', '@smithy/types'] },
   'replica-url': { modules: ['file', 's3', 'errors', 'replica-client'], packages: [] },
   replicator: { modules: ['wal', 'lz4', 'keys', 'types', 'errors', 'log', 'replica-client'], packages: [] },

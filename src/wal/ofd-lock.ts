@@ -3,7 +3,7 @@
  * no fcntl. They conflict with the classic POSIX locks SQLite takes, in other processes and in this one, so they
  * take part in SQLite's locking protocol like any SQLite connection. Unlike POSIX locks they belong to the
  * descriptor, not the process: closing some other descriptor of the same file (a short-lived better-sqlite3
- * connection, say) does not drop them. The only importer of koffi.
+ * connection, say) does not drop them. The engine's only importer of koffi (the file replica binds syncfs with it too).
  * @module
  */
 import koffi from 'koffi'

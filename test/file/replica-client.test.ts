@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { FileReplicaClient } from '../../src/file/replica-client.js'
+import { barrierFor, SyncBarrier, type SyncfsFn } from '../../src/file/syncfs.js'
 import { replicaClientSuite } from '../conformance/replica-client.js'
 
 async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
@@ -87,4 +88,71 @@ test('file: a failed stream write leaves no tmp file', async (t) => {
   })
   const names = await readdir(join(dir, 'generations', '0123456789abcdef', 'snapshots'))
   assert.deepEqual(names, ['00000000.snapshot.lz4'], 'only the complete snapshot remains')
+})
+
+test('file: a wal directory removed behind the client is made again by the next write', async (t) => {
+  const dir = await tempDir(t)
+  const client = new FileReplicaClient(dir)
+  await client.writeWalSegment('0123456789abcdef', 0, 0, Buffer.from('a'))
+  await rm(join(dir, 'generations'), { recursive: true })
+  await client.writeWalSegment('0123456789abcdef', 0, 4128, Buffer.from('b'))
+  assert.deepEqual(await readdir(join(dir, 'generations', '0123456789abcdef', 'wal')), ['00000000_00001020.wal.lz4'])
+})
+
+test('file: a segment write that fails at the rename leaves no tmp file and rejects', async (t) => {
+  const dir = await tempDir(t)
+  const client = new FileReplicaClient(dir)
+  await client.writeWalSegment('0123456789abcdef', 0, 0, Buffer.from('a')) // the directory is known from here
+  const wal = join(dir, 'generations', '0123456789abcdef', 'wal')
+  // A non-empty directory where the segment belongs: rename(2) cannot replace it.
+  await mkdir(join(wal, '00000000_00001020.wal.lz4'))
+  await writeFile(join(wal, '00000000_00001020.wal.lz4', 'x'), 'x')
+  await assert.rejects(client.writeWalSegment('0123456789abcdef', 0, 4128, Buffer.from('b')), /write wal segment/)
+  assert.deepEqual((await readdir(wal)).sort(), ['00000000_00000000.wal.lz4', '00000000_00001020.wal.lz4'])
+})
+
+test('file: a sync barrier shares one syncfs among waiters and never lets a late waiter ride an earlier call', async () => {
+  const calls: Array<(err: unknown, res: number) => void> = []
+  const fake = Object.assign(() => 0, { async: (_fd: number, cb: (err: unknown, res: number) => void) => void calls.push(cb) }) as SyncfsFn
+  const b = new SyncBarrier(-1, fake, 'test')
+  const settled = new Set<string>()
+  const track = (name: string, p: Promise<void>): Promise<void> =>
+    p.then(
+      () => void settled.add(`${name} ok`),
+      () => void settled.add(`${name} failed`),
+    )
+  const tick = (): Promise<void> => new Promise((r) => setImmediate(r))
+
+  const p1 = track('p1', b.flush())
+  assert.equal(calls.length, 1, 'the first flush starts a syncfs')
+  // These arrive while the first call runs: its result says nothing about their writes.
+  const p2 = track('p2', b.flush())
+  const p3 = track('p3', b.flush())
+  assert.equal(calls.length, 1, 'no second call while one runs')
+  calls[0]!(null, 0)
+  await p1
+  await tick()
+  assert.deepEqual([...settled], ['p1 ok'], 'late waiters still wait')
+  assert.equal(calls.length, 2, 'one call for both late waiters')
+  calls[1]!(null, 0)
+  await Promise.all([p2, p3])
+  assert.deepEqual([...settled].sort(), ['p1 ok', 'p2 ok', 'p3 ok'])
+
+  // A failed syncfs (a writeback error) fails every waiter of that call; the next flush runs a new call.
+  const p4 = track('p4', b.flush())
+  calls[2]!(null, -1)
+  await p4
+  assert.ok(settled.has('p4 failed'), 'syncfs returning -1 rejects')
+  const p5 = track('p5', b.flush())
+  assert.equal(calls.length, 4)
+  calls[3]!(null, 0)
+  await p5
+  assert.ok(settled.has('p5 ok'))
+})
+
+test('file: this platform has a sync barrier for the replica filesystem', { skip: process.platform !== 'linux' }, async (t) => {
+  const dir = await tempDir(t)
+  const b = barrierFor(dir)
+  assert.ok(b, 'syncfs is available on Linux')
+  await b.flush()
 })
