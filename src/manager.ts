@@ -63,6 +63,8 @@ interface Entry {
   dbSizeBytes: number
   walSizeBytes: number
   walSig: string
+  /** sizesStale: the WAL changed since the sizes were read; the end of the next pass reads them once. */
+  sizesStale: boolean
   detectedAt: number
   lastError: string | null
   replicator: Replicator | null
@@ -136,7 +138,7 @@ export class Manager implements StatusSource {
         const entry = this.#entries.get(wal[1]!)
         if (entry && entry.dir === dir && entry.replicator) {
           entry.replicator.notify('wal')
-          this.#updateSizes(entry)
+          entry.sizesStale = true // read at the end of the pass: two stats per WAL write were a hot path
         }
         continue
       }
@@ -293,6 +295,7 @@ export class Manager implements StatusSource {
       dbSizeBytes: 0,
       walSizeBytes: 0,
       walSig: '',
+      sizesStale: false,
       detectedAt: Date.now(),
       lastError: null,
       replicator: null,
@@ -357,6 +360,10 @@ export class Manager implements StatusSource {
     if (entry.state !== 'stopped') {
       entry.state = s.state === 'error' ? 'error' : s.state === 'replicating' ? 'replicating' : s.state === 'idle' ? 'idle' : s.state === 'stopped' ? 'stopped' : 'starting'
       entry.lastError = s.lastError
+    }
+    if (s.state === 'idle' && entry.sizesStale) {
+      entry.sizesStale = false
+      this.#updateSizes(entry)
     }
     this.#changed(entry.id)
   }
