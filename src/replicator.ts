@@ -840,19 +840,23 @@ export class Replicator {
       // Caught up. Hold a fresh read transaction, pinned at the current end of the WAL, so an application
       // checkpoint can backfill everything shipped but cannot restart the WAL under unshipped frames. When the
       // database file changed (someone checkpoints), let go entirely so a TRUNCATE checkpoint need not wait.
-      handle.endRead()
       if (this.#releaseRequested) {
+        handle.endRead()
         this.#releaseRequested = false
         this.#releasedAtIChange = shm.iChange
       } else if (this.#releasedAtIChange !== shm.iChange) {
-        // Re-pin, unless nothing committed since we let go for a checkpointer: it holds the write lock while it
-        // waits for readers, and a later pass (for events of older writes) must not take the WAL back from it.
+        // Re-pin at the end (a pin the WAL events kept at the end stays as it is), unless nothing committed since
+        // we let go for a checkpointer: it holds the write lock while it waits for readers, and a later pass (for
+        // events of older writes) must not take the WAL back from it.
         this.#releasedAtIChange = undefined
         try {
-          handle.beginRead()
+          if (handle.reading) handle.advance()
+          else handle.beginRead()
         } catch {
           // SQLITE_BUSY: unpinned until the next change; iChange still proves continuity.
         }
+      } else {
+        handle.endRead()
       }
     }
   }

@@ -42,6 +42,8 @@ export class WalPin {
   readonly #buf = Buffer.alloc(HDR_BYTES)
   readonly #mark = Buffer.alloc(4)
   #slot = 0
+  /** heldMark is the mark of the slot held, as verified when it was taken (no one can change it while we hold it). */
+  #heldMark = 0
   /** lastSlot is the slot held before the last release: claimed again only when no other is free. */
   #lastSlot = 0
   #closed = false
@@ -90,7 +92,7 @@ export class WalPin {
    */
   acquire(): PinResult {
     if (this.#closed) throw new ReplicaError('CLOSED', 'wal pin is closed')
-    if (this.#slot !== 0) return { pinned: true, slot: this.#slot, mark: this.#readMark(this.#slot) }
+    if (this.#slot !== 0) return { pinned: true, slot: this.#slot, mark: this.#heldMark }
     let reason = 'no read-mark slot available'
     for (let attempt = 0; attempt < 10; attempt++) {
       const hdr = this.#readHeader()
@@ -132,6 +134,7 @@ export class WalPin {
       const after = this.#readHeader()
       if (after && after.salts === salts && this.#buf.readUInt32LE(READ_MARK(mxI)) === mxReadMark) {
         this.#slot = mxI
+        this.#heldMark = mxReadMark
         return { pinned: true, slot: mxI, mark: mxReadMark }
       }
       setLock(this.shmFd, 'none', READ_LOCK(mxI), 1)
@@ -179,11 +182,6 @@ export class WalPin {
     for (let i = 1; i < NREADER; i++) if (i !== this.#lastSlot) order.push(i)
     if (this.#lastSlot !== 0) order.push(this.#lastSlot)
     return order
-  }
-
-  #readMark(i: number): number {
-    fs.readSync(this.shmFd, this.#mark, 0, 4, READ_MARK(i))
-    return this.#mark.readUInt32LE(0)
   }
 
   /** readHeader reads the index header and checkpoint info; undefined unless both header copies agree. */
