@@ -48,6 +48,8 @@ export const MAX_SEGMENT_BYTES = 16 << 20
 const SNAPSHOT_BUFFER_LIMIT = 32 << 20
 /** Offsets must stay below 4 GiB; keep a margin so the last segment of an index still fits. */
 const OFFSET_LIMIT = MAX_OFFSET - MAX_SEGMENT_BYTES
+/** ADVANCE_MIN_MS is the least time between two moves of a held pin to the end of the WAL (#advanceSoon). */
+const ADVANCE_MIN_MS = 25
 
 /** ReplicatorOptions configures one replicator. Durations are in milliseconds. */
 export interface ReplicatorOptions {
@@ -143,6 +145,9 @@ export class Replicator {
   /** releasedAtIChange is iChange when we last let go for a checkpointer; undefined once re-pinned. */
   #releasedAtIChange: number | undefined
   #wake: (() => void) | null = null
+  /** advanceTimer and lastAdvanceAt pace the pin's moves to the end of the WAL (#advanceSoon). */
+  #advanceTimer: NodeJS.Timeout | null = null
+  #lastAdvanceAt = -Infinity
   #status: ReplicatorStatus
   #loop: Promise<void> | null = null
   #loopAbort = new AbortController()
@@ -227,11 +232,39 @@ export class Replicator {
       // Already pinned: move the pin to the new end of the WAL (into another slot, leaving the old one to a
       // checkpointer that may be waiting for it), so a TRUNCATE is never held back by a mark we took before a
       // burst of commits. A few microseconds unpinned; iChange covers them.
-      this.#handle.advance()
+      this.#advanceSoon()
     }
     const wake = this.#wake
     this.#wake = null
     wake?.()
+  }
+
+  /**
+   * advanceSoon moves a held pin to the end of the WAL now, or, if it moved less than ADVANCE_MIN_MS ago, once
+   * that much time has passed. Moving on every WAL event cost a busy database three quarters of its throughput
+   * (each move let the application's auto-checkpoint reach the end, and the WAL restarted under us: thousands of
+   * tiny segments). The trailing move also catches a commit whose event came before its index update.
+   */
+  #advanceSoon(): void {
+    if (this.#advanceTimer !== null) return
+    const wait = this.#lastAdvanceAt + ADVANCE_MIN_MS - performance.now()
+    if (wait <= 0) return this.#advanceNow()
+    this.#advanceTimer = setTimeout(() => {
+      this.#advanceTimer = null
+      this.#advanceNow()
+    }, wait)
+    this.#advanceTimer.unref()
+  }
+
+  #advanceNow(): void {
+    const h = this.#handle
+    if (!h?.reading || this.#generation === '' || this.#imaging || this.#closing !== null) return
+    this.#lastAdvanceAt = performance.now()
+    try {
+      h.advance()
+    } catch {
+      // SQLITE_BUSY-like: the next event or pass pins again.
+    }
   }
 
   /** start opens the database and runs the loop in the background until close(). */
@@ -961,6 +994,8 @@ export class Replicator {
       this.#log.error({ err: errorMessage(err) }, 'final sync failed')
     }
     const wasOpen = this.#handle !== null
+    if (this.#advanceTimer !== null) clearTimeout(this.#advanceTimer)
+    this.#advanceTimer = null
     this.#closeHandle()
     if (wasOpen && failure === undefined && this.#generation !== '') {
       try {
