@@ -12,7 +12,20 @@
 import { ReplicaError } from './errors.js'
 import { FileReplicaClient } from './file/replica-client.js'
 import type { ReplicaClient } from './replica-client.js'
-import { S3ReplicaClient, s3ClientConfigFromEnv, type S3ConnectionOptions } from './s3/replica-client.js'
+import type { S3ConnectionOptions, S3ReplicaClient } from './s3/replica-client.js'
+
+/** The S3 backend, loaded on demand: the AWS SDK costs about 20 MiB of memory that a file replica never needs. */
+let s3Backend: typeof import('./s3/replica-client.js') | undefined
+
+/** loadS3Backend loads the S3 backend; parseReplicaUrl needs it for s3:// URLs. Idempotent. */
+export async function loadS3Backend(): Promise<void> {
+  s3Backend ??= await import('./s3/replica-client.js')
+}
+
+/** loadBackendFor loads what parseReplicaUrl needs for url (the S3 backend for s3:// URLs, nothing otherwise). */
+export async function loadBackendFor(url: string): Promise<void> {
+  if (/^s3:\/\//i.test(url.trim())) await loadS3Backend()
+}
 
 /** S3_URL_PARAMS are the query parameters an s3:// replica URL may carry. */
 const S3_URL_PARAMS: readonly string[] = ['endpoint', 'region', 'forcePathStyle', 'force-path-style']
@@ -22,7 +35,10 @@ export interface ChildReplicaClient extends ReplicaClient {
   child(subPath: string): ReplicaClient
 }
 
-/** parseReplicaUrl returns a client for a replica URL or plain path; env supplies S3 credentials and endpoint defaults. */
+/**
+ * parseReplicaUrl returns a client for a replica URL or plain path; env supplies S3 credentials and endpoint
+ * defaults. An s3:// URL needs the S3 backend loaded first (loadBackendFor).
+ */
 export function parseReplicaUrl(url: string, env: Readonly<Record<string, string | undefined>>): ReplicaClient {
   const raw = url.trim()
   if (raw === '') throw invalid('replica url is empty')
@@ -62,6 +78,8 @@ function parseFileUrl(raw: string): FileReplicaClient {
 }
 
 function parseS3Url(raw: string, env: Readonly<Record<string, string | undefined>>): S3ReplicaClient {
+  if (!s3Backend) throw new Error('internal: the S3 backend is not loaded (await loadBackendFor(url) first)')
+  const { S3ReplicaClient, s3ClientConfigFromEnv } = s3Backend
   let u: URL
   try {
     u = new URL(raw)

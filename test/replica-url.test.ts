@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { hasCode } from '../src/errors.js'
 import { FileReplicaClient } from '../src/file/replica-client.js'
 import type { ReplicaClient } from '../src/replica-client.js'
-import { childClient, parseReplicaUrl } from '../src/replica-url.js'
+import { childClient, loadS3Backend, parseReplicaUrl } from '../src/replica-url.js'
+await loadS3Backend() // s3:// URLs below need it
 import { S3ReplicaClient } from '../src/s3/replica-client.js'
 
 function s3(url: string, env: Record<string, string | undefined> = {}): S3ReplicaClient {
@@ -127,4 +128,30 @@ test('childClient roots a client of the same backend at a sub path', (t) => {
 
   const plain = { type: 'memory' } as unknown as ReplicaClient
   assert.throws(() => childClient(plain, 'x'), (err: unknown) => hasCode(err, 'CONFIG_INVALID'))
+})
+
+test('a file replica never loads the AWS SDK (about 20 MiB of memory it does not need)', async (t) => {
+  const { spawnSync } = await import('node:child_process')
+  const fs = await import('node:fs')
+  const os = await import('node:os')
+  const dir = fs.mkdtempSync(join(os.tmpdir(), 'no-sdk-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  // A resolve hook that refuses every @aws-sdk/* module: the CLI must load without one.
+  fs.writeFileSync(join(dir, 'hooks.mjs'), `export async function resolve(s, c, next) { if (s.startsWith('@aws-sdk/')) throw new Error('AWS SDK loaded: ' + s); return next(s, c) }\n`)
+  fs.writeFileSync(join(dir, 'register.mjs'), `import { register } from 'node:module'\nregister(${JSON.stringify(`file://${join(dir, 'hooks.mjs')}`)})\n`)
+  const run = (args: string[]) => spawnSync(process.execPath, ['--import', join(dir, 'register.mjs'), 'dist/src/main.js', ...args], { encoding: 'utf8', timeout: 30_000 })
+  const clients = join(dir, 'clients')
+  fs.mkdirSync(clients)
+  // An unknown flag exits 2 after the whole CLI, every static import included, has loaded.
+  const usage = run(['-watch-dir', clients, '-bucket', `file://${join(dir, 'replica')}`, '-no-such-flag'])
+  assert.equal(usage.status, 2, usage.stderr)
+  assert.doesNotMatch(usage.stderr, /AWS SDK loaded/)
+  // The hook itself works: an s3:// replica does load the SDK, and the hook refuses it.
+  const { default: Database } = await import('better-sqlite3')
+  const app = new Database(join(dir, 'app.db'))
+  app.exec('CREATE TABLE t (x)')
+  app.close()
+  const s3 = run(['replicate', join(dir, 'app.db'), 's3://bucket/x'])
+  assert.notEqual(s3.status, 0)
+  assert.match(s3.stderr, /AWS SDK loaded/)
 })

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from '../log.js'
 import { parseFlags, usage, type FlagSpec } from '../flags.js'
-import { parseReplicaUrl } from '../replica-url.js'
+import { loadBackendFor, parseReplicaUrl } from '../replica-url.js'
 import { Replicator } from '../replicator.js'
 import { checkDbFile } from '../wal/sqlite-handle.js'
 import { watchDir } from '../watch.js'
@@ -49,6 +49,7 @@ export async function replicateCommand(argv: readonly string[], io: CliIo): Prom
   }
   let client
   try {
+    await loadBackendFor(f.args[1]!)
     client = parseReplicaUrl(f.args[1]!, io.env)
   } catch (err) {
     io.stderr(`error: ${errorMessage(err)}\n`)

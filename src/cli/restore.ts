@@ -15,7 +15,7 @@ import path from 'node:path'
 import { errorMessage } from '../errors.js'
 import { parseFlags, usage, type FlagSpec, type ParsedFlags } from '../flags.js'
 import type { ReplicaClient } from '../replica-client.js'
-import { childClient, parseReplicaUrl } from '../replica-url.js'
+import { childClient, loadS3Backend, parseReplicaUrl } from '../replica-url.js'
 import { auditReplica, type Violation } from '../restore/audit.js'
 import { DATABASE_ID_RE, DATABASES_PREFIX, listDatabaseIds, listDatabases, summarizeReplica, type GenerationSummary } from '../restore/list.js'
 import { restore, DEFAULT_RESTORE_PARALLELISM, type RestoreProgress } from '../restore/restore.js'
@@ -158,6 +158,7 @@ async function run(io: CliIo, help: string, body: (signal: AbortSignal) => Promi
     () => process.exit(130),
   )
   try {
+    await loadS3Backend() // one-shot commands: any target may be s3://, and memory is no concern here
     return await body(ac.signal)
   } catch (err) {
     if (err instanceof UsageError) {

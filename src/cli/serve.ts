@@ -11,7 +11,7 @@ import { startDashboard } from '../dashboard/server.js'
 import { errorMessage } from '../errors.js'
 import { parseFlags, parseDuration, usage, type FlagSpec } from '../flags.js'
 import { Manager } from '../manager.js'
-import { childClient, parseReplicaUrl } from '../replica-url.js'
+import { childClient, loadBackendFor, parseReplicaUrl } from '../replica-url.js'
 import type { ReplicaClient } from '../replica-client.js'
 import type { CliIo } from './replicate.js'
 import { replicationFlags, replicationOptions } from './options.js'
@@ -117,6 +117,7 @@ export async function serveCommand(argv: readonly string[], io: CliIo, extra: { 
         region: v.region as string | undefined,
         forcePathStyle: v['force-path-style'] as boolean | undefined,
       })
+      await loadBackendFor(url)
       root = parseReplicaUrl(url, io.env)
     } catch (err) {
       errors.push(errorMessage(err))

@@ -36,7 +36,8 @@ import {
 } from '../helpers/invariants.js'
 import { S3_ENV, type TestReplica } from '../helpers/replicas.js'
 import { runLitestreamRestore } from '../helpers/litestream.js'
-import { parseReplicaUrl } from '../../src/replica-url.js'
+import { loadS3Backend, parseReplicaUrl } from '../../src/replica-url.js'
+await loadS3Backend() // s3:// URLs below need it
 import { startS3rver, type S3rverInstance } from '../helpers/s3rver.js'
 import { LedgerChain, startWriter, type Writer, type WriterOptions } from '../helpers/writer.js'
 
