@@ -1,8 +1,4 @@
 /**
- * KNOWN RED (tracking: issue 7 closing note, docs/reliability.md): moved from the PR tier to the nightly tier so
- * that `npm test` stays green while this fails; the assertion is unchanged. Under continuous writes the service
- * still sometimes holds the WAL long enough that an application TRUNCATE waits out its whole busy timeout.
- *
  * B1 Application TRUNCATE checkpoints (K9, K11): the application runs `PRAGMA wal_checkpoint(TRUNCATE)` every 100
  * writes while the service replicates. Must hold: I1–I8 with 0 application errors, and the application never waits
  * out its whole busy timeout in a checkpoint (K11: a replicator read lock that blocks checkpoints stalls every
@@ -10,12 +6,12 @@
  * busy-handler sleep instead of timing out"). Figures: checkpoints won/busy, checkpoint time max, generations.
  *
  * The matrix row asks for 10 000 writes; the PR tier runs 1 500 (15 checkpoints) with a 2 s busy timeout to bound
- * the time a failing run takes. The nightly tier can raise both.
+ * the time a failing run takes.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { isSnapshotPut, succeeded } from '../../helpers/fault-proxy.js'
-import { setupScenario, sigterm, stopWriter, verify, waitReplicating } from '../harness.js'
+import { isSnapshotPut, succeeded } from '../helpers/fault-proxy.js'
+import { setupScenario, sigterm, stopWriter, verify, waitReplicating } from './harness.js'
 
 const BUSY_TIMEOUT_MS = 2000
 const OPS = 1500
