@@ -9,14 +9,11 @@
  *   the SHARED lock is what every version respects.)
  * - A SHARED lock on the `-shm` dead-man-switch byte, held from open to close, taken only while some SQLite
  *   connection already holds it (the index is live). A later opener then trusts the index instead of rebuilding it.
- * - While pinned, a SHARED lock on one of the read-mark slots READ(1..4). A writer restarts the WAL only after
- *   taking every READ(1..4) exclusively, so no frame is overwritten while we hold one. Its mark says how far a
- *   checkpointer may backfill: at most the committed end for reading a snapshot image from the database file
- *   (exactly what a SQLite read transaction guarantees), or above every frame (HIGH_MARK) while we only read the
- *   WAL, so the application's own checkpoints are never held back by us.
- * - For a hand-off (matrix B2), READ(0) shared: it freezes backfill, so a fully backfilled WAL can be restarted by
- *   the application's next transaction once we drop our slot, but not a second time before we read it.
- * All of it for about two descriptors of memory instead of a connection's page cache, lookaside and schema.
+ * - While pinned, a SHARED lock on one of the read-mark slots READ(1..4), whose mark is at most the committed end
+ *   of the WAL. A writer restarts the WAL only after taking every READ(1..4) exclusively, and a checkpointer never
+ *   backfills past the mark of a slot it cannot take: so no frame is overwritten and the database file does not
+ *   move past the mark while we read. Exactly what a SQLite read transaction guarantees, for about two descriptors
+ *   of memory instead of a connection's page cache, lookaside and schema.
  * @module
  */
 import fs from 'node:fs'
