@@ -145,11 +145,6 @@ export class Replicator {
   /** releasedAtIChange is iChange when we last let go for a checkpointer; undefined once re-pinned. */
   #releasedAtIChange: number | undefined
   #wake: (() => void) | null = null
-  /**
-   * heldTail: frames of the current index read into memory at a hand-off (#handOff), in case the application
-   * restarts the WAL over them before a pass ships them.
-   */
-  #heldTail: { readonly offset: number; readonly bytes: Buffer; readonly commits: number; readonly checksum: [number, number] } | null = null
   /** advanceTimer and lastAdvanceAt pace the pin's moves to the end of the WAL (#advanceSoon). */
   #advanceTimer: NodeJS.Timeout | null = null
   #lastAdvanceAt = -Infinity
@@ -596,12 +591,7 @@ export class Replicator {
     let tail: Buffer | null = null
     let tailCommits = 0
     let tailChecksum = cur.checksum
-    const held = this.#heldTail
-    if (cur.header !== null && cur.offset > 0 && held !== null && held.offset === cur.offset) {
-      tail = held.bytes
-      tailCommits = held.commits
-      tailChecksum = held.checksum
-    } else if (cur.header !== null && cur.offset > 0) {
+    if (cur.header !== null && cur.offset > 0) {
       const size = fileSize(this.#walPath)
       if (size > cur.offset) {
         const avail = Math.floor((size - cur.offset) / fsz) * fsz
@@ -700,7 +690,6 @@ export class Replicator {
       for (let f = segStart === 0 ? WAL_HEADER_SIZE : 0; f < seg.length; f += fsz) if (seg.readUInt32BE(f + 4) !== 0) commits++
       const info = await this.#opts.client.writeWalSegment(this.#generation, this.#index, segStart, body)
       this.#shipped = { header, offset: segStart + seg.length, checksum }
-      if (this.#heldTail !== null && this.#shipped.offset >= this.#heldTail.offset + this.#heldTail.bytes.length) this.#heldTail = null
       if (this.#iChangeBase !== undefined) this.#iChangeBase = (this.#iChangeBase + commits) >>> 0
       this.#lastSegment = { index: this.#index, offset: segStart, size: info.size }
       this.#publish({ bytesShipped: this.#status.bytesShipped + seg.length, objectsWritten: this.#status.objectsWritten + 1, offset: this.#shipped.offset })
@@ -716,9 +705,8 @@ export class Replicator {
    */
   async #newGeneration(reason: string): Promise<void> {
     const handle = this.#handle!
-    this.#heldTail = null // frames of the old generation's index: the snapshot covers them
     for (let attempt = 0; ; attempt++) {
-      handle.beginReadForImage()
+      handle.beginRead()
       const shm = this.#readShm()
       if (!shm) throw new ReplicaError('WAL_INVALID', 'wal index (-shm) header unreadable')
       const fsz = frameSize(this.#pageSize)
@@ -827,7 +815,7 @@ export class Replicator {
 
   async #snapshotNow(): Promise<void> {
     const handle = this.#handle!
-    handle.beginReadForImage()
+    handle.beginRead()
     const shm = this.#readShm()
     if (!shm) throw new ReplicaError('WAL_INVALID', 'wal index (-shm) header unreadable')
     const fsz = frameSize(this.#pageSize)
@@ -903,49 +891,6 @@ export class Replicator {
       } else {
         handle.endRead()
       }
-    }
-    this.#handOff()
-  }
-
-  /**
-   * handOff lets the application restart a WAL that has grown past the checkpoint threshold (matrix B2, K12). A
-   * writer restarts the WAL only when it is fully backfilled and it can lock every read-mark slot; our slot would
-   * stop it forever under continuous writes. So, once the WAL is fully backfilled (our slot's mark is above every
-   * frame, so checkpointers can get there): take READ(0), which freezes backfill (no second restart can follow),
-   * check again, read what we have not shipped yet into memory, and drop the slot. The application's next
-   * transaction restarts the WAL; the next pass ships the held frames as the end of this index, then the new
-   * incarnation as the next. No lock the application waits on is ever taken.
-   */
-  #handOff(): void {
-    const h = this.#handle
-    const cur = this.#shipped
-    const o = this.#opts
-    if (!h?.slotHeld || cur.header === null || cur.offset < WAL_HEADER_SIZE || this.#imaging || this.#generation === '' || o.minCheckpointPages <= 0) return
-    const before = h.indexState()
-    if (!before || before.mxFrame < o.minCheckpointPages || before.nBackfill !== before.mxFrame) return
-    if (!h.holdZero()) return // a checkpointer is backfilling right now
-    let handed = false
-    try {
-      const shm = this.#readShm() // backfill is frozen from here; commits may still append
-      if (!shm || shm.nBackfill !== shm.mxFrame || shm.salt1 !== cur.header.salt1 || shm.salt2 !== cur.header.salt2) return
-      const fsz = frameSize(this.#pageSize)
-      const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
-      if (end < cur.offset) return
-      let held: { offset: number; bytes: Buffer; commits: number; checksum: [number, number] } | null = null
-      if (end > cur.offset) {
-        if (end - cur.offset > MAX_SEGMENT_BYTES) return // ship first; the next pass tries again
-        const bytes = readAt(this.#walPath, cur.offset, end - cur.offset)
-        if (!bytes) return
-        const run = checkFrames(cur.header, cur.checksum, bytes, 0, bytes.length, Infinity)
-        if (run.commitFrames * fsz !== bytes.length) return
-        held = { offset: cur.offset, bytes, commits: run.commits, checksum: [run.checksum[0], run.checksum[1]] }
-      }
-      this.#heldTail = held
-      h.dropSlot()
-      handed = true
-      this.#log.debug({ frames: shm.mxFrame, held: held?.bytes.length ?? 0 }, 'wal handed to the application for a restart')
-    } finally {
-      if (!handed) h.dropZero()
     }
   }
 

@@ -1,8 +1,15 @@
 /**
- * Why this once failed (WAL 941 MiB in 60 s): a writer restarts the WAL only when it is fully backfilled and it can
- * lock READ(1..4) exclusively, and the service's pin always held one of those slots with a mark its own
- * autocheckpoint could never pass. The fix (Replicator #handOff, no lock the application waits on): a read mark
- * above every frame, then READ(0) plus the unshipped frames in memory, then the slot dropped.
+ * KNOWN RED (tracking: issue 7 closing notes, docs/reliability.md); the bound is unchanged. Why: a writer restarts
+ * the WAL only when it is fully backfilled and it can lock READ(1..4) exclusively. The service's pin always holds one
+ * of those slots (that is what keeps unshipped frames from being overwritten), and the application's autocheckpoint
+ * never backfills the commit it has just made past our mark, so under continuous writes the WAL only grows (941 MiB
+ * in 60 s at 3,675 tx/s; no data lost). Litestream v0.3.13 behaves the same (matrix K12). Rejected fix: holding the
+ * WAL write lock for a checkpoint makes an application's deferred read-then-write transaction fail with SQLITE_BUSY
+ * at once (no busy handler on an upgrade), which breaks I7. Planned fix, no write lock: pin with a read mark above
+ * mxFrame (a checkpointer then backfills everything, a restart is still blocked), and once nBackfill == mxFrame take
+ * READ(0) as well, read the unshipped frames into memory, and drop the slot: the application's next transaction
+ * restarts the WAL, READ(0) keeps the new frames from being backfilled and overwritten, and the pass ships the held
+ * frames as the end of index N before the new incarnation as N+1.
  *
  * B2 Application autocheckpoint at a high write rate (K9, K12), nightly: SQLite's default wal_autocheckpoint (1000
  * pages), the writer as fast as it can go for 60 s. Must hold: I1–I8 and the WAL stays bounded. Bound: 64 MiB, 16×
