@@ -31,11 +31,6 @@ const SHM_DMS = SHM_LOCK_BASE + 8
 /** WalCkptInfo follows the two 48-byte header copies: nBackfill, then aReadMark[0..4]. */
 const READ_MARK = (i: number): number => 100 + 4 * i
 const READMARK_NOT_USED = 0xffffffff
-/**
- * HIGH_MARK is a read mark above every frame: a checkpointer backfills the whole WAL past it, while the slot lock
- * still keeps a writer from restarting the WAL. No SQLite reader shares a slot whose mark is above mxFrame.
- */
-const HIGH_MARK = 0xfffffffe
 const NREADER = 5
 const HDR_BYTES = 136
 
@@ -47,8 +42,6 @@ export class WalPin {
   readonly #buf = Buffer.alloc(HDR_BYTES)
   readonly #mark = Buffer.alloc(4)
   #slot = 0
-  /** zero: READ(0) is held (shared), alone or with a slot; see holdZero. */
-  #zero = false
   /** heldMark is the mark of the slot held, as verified when it was taken (no one can change it while we hold it). */
   #heldMark = 0
   /** lastSlot is the slot held before the last release: claimed again only when no other is free. */
@@ -86,13 +79,8 @@ export class WalPin {
     }
   }
 
-  /** pinned reports whether the WAL is held: a read-mark slot, or READ(0) after a hand-off. */
+  /** pinned reports whether a read-mark slot is held. */
   get pinned(): boolean {
-    return this.#slot !== 0 || this.#zero
-  }
-
-  /** slotHeld reports whether a read-mark slot READ(1..4) is held. */
-  get slotHeld(): boolean {
     return this.#slot !== 0
   }
 
@@ -102,14 +90,9 @@ export class WalPin {
    * locking it re-reads the mark and the salts; a change means a checkpointer or a WAL restart got in between.
    * Never waits. Keeps an existing pin.
    */
-  acquire(opts: { readonly high?: boolean } = {}): PinResult {
+  acquire(): PinResult {
     if (this.#closed) throw new ReplicaError('CLOSED', 'wal pin is closed')
     if (this.#slot !== 0) return { pinned: true, slot: this.#slot, mark: this.#heldMark }
-    if (this.#zero) return { pinned: true, slot: 0, mark: 0 }
-    return this.#acquireSlot(opts.high === true)
-  }
-
-  #acquireSlot(high: boolean): PinResult {
     let reason = 'no read-mark slot available'
     for (let attempt = 0; attempt < 10; attempt++) {
       const hdr = this.#readHeader()
@@ -127,20 +110,19 @@ export class WalPin {
           mxI = i
         }
       }
-      if (high || mxI === 0 || mxReadMark < mxFrame) {
+      if (mxI === 0 || mxReadMark < mxFrame) {
         // Claim the slot we held last only if no other is free: a checkpointer may be waiting (its busy handler
         // retries the lock of that very slot) to move the old mark, and taking it back would starve it.
         for (const i of this.#claimOrder()) {
           if (!setLock(this.shmFd, 'write', READ_LOCK(i), 1)) continue
-          const m = high ? HIGH_MARK : mxFrame
-          this.#mark.writeUInt32LE(m, 0)
+          this.#mark.writeUInt32LE(mxFrame, 0)
           try {
             fs.writeSync(this.shmFd, this.#mark, 0, 4, READ_MARK(i))
           } finally {
             setLock(this.shmFd, 'none', READ_LOCK(i), 1)
           }
           mxI = i
-          mxReadMark = high ? HIGH_MARK : mxFrame
+          mxReadMark = mxFrame
           break
         }
       }
@@ -165,61 +147,17 @@ export class WalPin {
    * advance re-pins at the committed end if the held mark is behind it: release, then acquire, which claims a
    * slot other than the one just released when one is free. Returns the new state.
    */
-  advance(opts: { readonly high?: boolean } = {}): PinResult {
-    if (this.#slot === 0 && !this.#zero) return this.acquire(opts)
-    if (this.#slot === 0) {
-      // READ(0) alone (after a hand-off): take a slot first, then let READ(0) go, so the frames written since are
-      // never without a lock that keeps the WAL from restarting under them.
-      const r = this.#acquireSlot(opts.high === true)
-      if (r.pinned) this.dropZero()
-      return r
-    }
+  advance(): PinResult {
+    if (this.#slot === 0) return this.acquire()
     const hdr = this.#readHeader() // also reads the read marks into #buf: no second pread for ours
-    const mark = this.#heldMark
+    const mark = this.#buf.readUInt32LE(READ_MARK(this.#slot))
     if (hdr && mark >= hdr.mxFrame) return { pinned: true, slot: this.#slot, mark }
     this.release()
-    return this.acquire(opts)
-  }
-
-  /**
-   * indexState reads mxFrame and nBackfill (frames already copied into the database file) from the index.
-   */
-  indexState(): { readonly mxFrame: number; readonly nBackfill: number; readonly salts: string } | undefined {
-    const hdr = this.#readHeader()
-    return hdr ? { ...hdr, nBackfill: this.#buf.readUInt32LE(96) } : undefined
-  }
-
-  /**
-   * holdZero takes READ(0) shared, alongside the held slot. While any connection holds READ(0) a checkpointer
-   * cannot backfill (it needs READ(0) exclusively), so no frame can be checkpointed and the WAL cannot restart a
-   * second time; but READ(0) does not stop a writer restarting a fully backfilled WAL. False when a checkpointer
-   * is backfilling right now.
-   */
-  holdZero(): boolean {
-    if (this.#zero) return true
-    if (!setLock(this.shmFd, 'read', READ_LOCK(0), 1)) return false
-    this.#zero = true
-    return true
-  }
-
-  /** dropSlot lets go of the slot and keeps READ(0): the application's next transaction may restart the WAL. */
-  dropSlot(): void {
-    if (this.#slot === 0 || !this.#zero) return
-    this.#lastSlot = this.#slot
-    setLock(this.shmFd, 'none', READ_LOCK(this.#slot), 1)
-    this.#slot = 0
-  }
-
-  /** dropZero lets go of READ(0), if held. */
-  dropZero(): void {
-    if (!this.#zero) return
-    this.#zero = false
-    setLock(this.shmFd, 'none', READ_LOCK(0), 1)
+    return this.acquire()
   }
 
   /** release lets go of the read-mark slot, if held; the database and dead-man-switch locks stay. */
   release(): void {
-    this.dropZero()
     if (this.#slot === 0) return
     const slot = this.#slot
     this.#lastSlot = slot
@@ -232,7 +170,6 @@ export class WalPin {
     if (this.#closed) return
     this.#closed = true
     this.#slot = 0
-    this.#zero = false
     try {
       fs.closeSync(this.shmFd)
     } finally {

@@ -134,51 +134,15 @@ export class SqliteHandle {
     return this.#pin.pinned
   }
 
-  /**
-   * beginRead pins the WAL (or keeps the pin): a slot whose mark is above every frame, so checkpointers backfill
-   * freely while the WAL cannot restart under frames we have not read. Throws BUSY when it cannot right now.
-   */
+  /** beginRead pins the WAL at its committed end (or keeps the pin). Throws BUSY when it cannot right now. */
   beginRead(): void {
-    const r = this.#pin.acquire({ high: true })
-    if (!r.pinned) throw new ReplicaError('BUSY', `${this.#path}: cannot pin the wal: ${r.reason}`)
-  }
-
-  /**
-   * beginReadForImage pins afresh with a mark at the committed end, as a SQLite reader does: the database file
-   * then cannot move past it while a snapshot image is read from it.
-   */
-  beginReadForImage(): void {
-    this.#pin.release()
     const r = this.#pin.acquire()
     if (!r.pinned) throw new ReplicaError('BUSY', `${this.#path}: cannot pin the wal: ${r.reason}`)
   }
 
   /** advance moves a held pin to the current end of the WAL when its mark is behind. Unpinned if that fails. */
   advance(): void {
-    this.#pin.advance({ high: true })
-  }
-
-  /** slotHeld reports whether a read-mark slot is held (not only READ(0)). */
-  get slotHeld(): boolean {
-    return this.#pin.slotHeld
-  }
-
-  /** indexState reads mxFrame and nBackfill from the WAL index. */
-  indexState(): { readonly mxFrame: number; readonly nBackfill: number } | undefined {
-    return this.#pin.indexState()
-  }
-
-  /** holdZero, dropSlot, dropZero: the READ(0) hand-off (WalPin). */
-  holdZero(): boolean {
-    return this.#pin.holdZero()
-  }
-
-  dropSlot(): void {
-    this.#pin.dropSlot()
-  }
-
-  dropZero(): void {
-    this.#pin.dropZero()
+    this.#pin.advance()
   }
 
   /** endRead releases the pin, if any. */

@@ -179,36 +179,3 @@ test('pins of two handles share or claim read-mark slots and both hold', async (
   assert.deepEqual([r2.busy, r2.log], [0, 0])
   await app.close()
 })
-
-test('B2 hand-off: a high mark lets checkpointers backfill everything; READ(0) alone lets the next write restart the WAL and freezes backfill', async (t) => {
-  const file = path.join(tmpDir(t), 'd.db')
-  const app = startApp(t, file)
-  await app.run('insert 20')
-  const h = SqliteHandle.open(file)
-  t.after(() => h.close())
-  h.endRead()
-  h.beginRead() // the replicator's pin: a slot whose mark is above every frame
-  await app.run('insert 10')
-  const r = (await app.run('checkpoint PASSIVE')) as { log: number; checkpointed: number }
-  assert.equal(r.checkpointed, r.log, 'a checkpointer backfills past a high mark')
-  const trunc = (await app.run('checkpoint TRUNCATE')) as { busy: number }
-  assert.equal(trunc.busy, 1, 'but the slot still keeps the WAL from restarting')
-  const st = h.indexState()!
-  assert.equal(st.nBackfill, st.mxFrame)
-  assert.equal(h.holdZero(), true)
-  h.dropSlot()
-  assert.equal(h.reading, true, 'READ(0) alone still counts as pinned')
-  const before = salts(file).split(':')
-  await app.run('insert 5')
-  const after = salts(file).split(':')
-  assert.notDeepEqual(after.slice(0, 2), before.slice(0, 2), 'the application restarted the WAL')
-  assert.ok(Number(after[2]) < Number(before[2]), 'from its start')
-  const frozen = (await app.run('checkpoint PASSIVE')) as { log: number; checkpointed: number }
-  assert.ok(frozen.log > 0)
-  assert.equal(frozen.checkpointed, 0, 'READ(0) keeps the new frames from being backfilled (so no second restart)')
-  h.advance() // a slot again, then READ(0) let go
-  const freed = (await app.run('checkpoint PASSIVE')) as { log: number; checkpointed: number }
-  assert.equal(freed.checkpointed, freed.log)
-  assert.equal(await app.run('integrity'), 'ok')
-  await app.close()
-})
