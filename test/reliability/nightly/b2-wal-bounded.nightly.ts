@@ -5,11 +5,14 @@
  * never backfills the commit it has just made past our mark, so under continuous writes the WAL only grows (941 MiB
  * in 60 s at 3,675 tx/s; no data lost). Litestream v0.3.13 behaves the same (matrix K12). Rejected fix: holding the
  * WAL write lock for a checkpoint makes an application's deferred read-then-write transaction fail with SQLITE_BUSY
- * at once (no busy handler on an upgrade), which breaks I7. Planned fix, no write lock: pin with a read mark above
- * mxFrame (a checkpointer then backfills everything, a restart is still blocked), and once nBackfill == mxFrame take
- * READ(0) as well, read the unshipped frames into memory, and drop the slot: the application's next transaction
- * restarts the WAL, READ(0) keeps the new frames from being backfilled and overwritten, and the pass ships the held
- * frames as the end of index N before the new incarnation as N+1.
+ * at once (no busy handler on an upgrade), which breaks I7. Tried and reverted (session 3, commits e8f2d0d..a1396d0):
+ * pin with a read mark above mxFrame (checkpointers backfill everything, a restart is still blocked), then once
+ * nBackfill == mxFrame take READ(0), read the unshipped frames into memory and drop the slot, so the application's
+ * next transaction restarts the WAL. It made this scenario pass (max WAL 15.4 MB, 158 restarts, 1 generation, every
+ * gate 0) but cost bench:single two thirds of its throughput (152 -> 44-65 MB/s): while we hold a slot over a WAL
+ * past 1000 pages, the application's autocheckpoint backfills and fsyncs on every commit until the hand-off, which
+ * came only at the end of a pass. Next: hand off from the 'db' event right after the application's checkpoint (a
+ * larger held-tail bound), and keep the high mark only for that moment.
  *
  * B2 Application autocheckpoint at a high write rate (K9, K12), nightly: SQLite's default wal_autocheckpoint (1000
  * pages), the writer as fast as it can go for 60 s. Must hold: I1–I8 and the WAL stays bounded. Bound: 64 MiB, 16×
