@@ -28,7 +28,7 @@ import { barrierFor, type SyncBarrier } from './syncfs.js'
 const FILE_MODE = 0o600
 /** DIR_MODE is the mode of directories the client creates. */
 const DIR_MODE = 0o700
-/** INLINE_WRITE_MAX: bodies up to this size are written with synchronous calls (see writeBufferAtomically). */
+/** INLINE_WRITE_MAX: buffers up to this size are written with synchronous calls (see writeSmall). */
 const INLINE_WRITE_MAX = 256 * 1024
 
 /** FileReplicaClient implements ReplicaClient over a local directory. */
@@ -188,47 +188,53 @@ export class FileReplicaClient implements ReplicaClient {
 
   /**
    * #write stores body at path atomically: tmp file, durable, rename, rename durable. Returns the final file's
-   * stats. A buffer (every WAL segment) takes the lean path (writeBufferAtomically); the directory is looked up
-   * once per client, and made again if someone removed it since.
+   * stats. Durable means a syncfs shared with every write waiting at the same moment (./syncfs.ts) where there is
+   * one, else fsync of the file and the directory. A small buffer (every WAL segment) with a barrier takes
+   * writeSmall, in a directory looked up once per client (and made again if someone removed it since).
    */
   async #write(path: string, body: Buffer | Readable, opts: OpOptions, what: string): Promise<Stats> {
     const tmp = `${path}.tmp`
     const dir = dirname(path)
+    const small = Buffer.isBuffer(body) && body.length <= INLINE_WRITE_MAX
     try {
       opts.signal?.throwIfAborted()
-      if (Buffer.isBuffer(body)) {
-        const known = this.#dirs.get(dir)
-        if (known !== undefined) {
-          try {
-            return await writeBufferAtomically(tmp, path, dir, body, known, opts)
-          } catch (err) {
-            if (!isEnoent(err)) throw err
-            this.#dirs.delete(dir) // removed behind our back (an operator, a deleted generation): make it again
-          }
+      const known = small ? this.#dirs.get(dir) : undefined
+      if (known) {
+        try {
+          return await writeSmall(tmp, path, body as Buffer, known, opts)
+        } catch (err) {
+          if (!isEnoent(err)) throw err
+          this.#dirs.delete(dir) // removed behind our back (an operator, a deleted generation): make it again
         }
-        return await writeBufferAtomically(tmp, path, dir, body, await this.#prepareDir(dir), opts)
       }
-      await this.#prepareDir(dir)
+      const barrier = await this.#prepareDir(dir)
+      if (small && barrier) return await writeSmall(tmp, path, body as Buffer, barrier, opts)
 
-      // Write and fsync the tmp file; a failed write leaves no tmp file behind.
+      // Write the tmp file (and fsync it when there is no barrier); a failed write leaves no tmp file behind.
       const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, FILE_MODE)
       try {
-        for await (const chunk of body) {
-          opts.signal?.throwIfAborted()
-          await writeAll(fh, Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+        if (Buffer.isBuffer(body)) {
+          await writeAll(fh, body)
+        } else {
+          for await (const chunk of body) {
+            opts.signal?.throwIfAborted()
+            await writeAll(fh, Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+          }
         }
         opts.signal?.throwIfAborted()
-        await fh.sync()
+        if (!barrier) await fh.sync()
       } catch (err) {
         await fh.close().catch(() => {})
         await unlink(tmp).catch(() => {})
         throw err
       }
       await fh.close()
+      if (barrier) await barrier.flush()
 
       // Publish it under its final name and make the rename durable.
       await rename(tmp, path)
-      await fsyncDir(dir)
+      if (barrier) await barrier.flush()
+      else await fsyncDir(dir)
       return await stat(path)
     } catch (err) {
       if (!Buffer.isBuffer(body)) body.destroy()
@@ -251,46 +257,32 @@ export class FileReplicaClient implements ReplicaClient {
   }
 }
 
-/** cb adapts one callback-style fs call to a promise: lighter than fs/promises, which wraps descriptors in objects. */
-function cb<T = void>(fn: (done: (err: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))))
-}
-
 /**
- * writeBufferAtomically is #write for a buffer. Into the tmp file: open, write, fstat, close. Then the data must
- * be durable before the rename and the rename durable before we return: with a barrier (syncfs, shared by every
- * write on the filesystem that waits at the same time) or else fsync of the file and of the directory. A failure
+ * writeSmall is #write for a small buffer on a filesystem with a barrier: open, write, fstat and close the tmp file
+ * with synchronous calls (a few microseconds of metadata work each, cheaper here than handed to a pool thread and
+ * back, which was a quarter of the CPU at 1,000 clients), wait for a syncfs, rename, wait for another. A failure
  * before the rename removes the tmp file.
  */
-async function writeBufferAtomically(tmp: string, path: string, dir: string, body: Buffer, barrier: SyncBarrier | null, opts: OpOptions): Promise<Stats> {
-  // A small body with a barrier: the open, write and rename are a few microseconds of metadata work each, cheaper
-  // done here than handed to a pool thread and back (that hand-off was a quarter of the CPU at 1,000 clients).
-  const inline = barrier !== null && body.length <= INLINE_WRITE_MAX
-  const fd = inline ? fs.openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, FILE_MODE) : await cb<number>((done) => fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, FILE_MODE, done))
-  let open = true
+async function writeSmall(tmp: string, path: string, body: Buffer, barrier: SyncBarrier, opts: OpOptions): Promise<Stats> {
+  const fd = fs.openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, FILE_MODE)
+  let st: Stats
   try {
-    for (let off = 0; off < body.length; ) {
-      off += inline ? fs.writeSync(fd, body, off, body.length - off) : await cb<number>((done) => fs.write(fd, body, off, body.length - off, null, done))
+    try {
+      for (let off = 0; off < body.length; ) off += fs.writeSync(fd, body, off, body.length - off)
+      st = fs.fstatSync(fd)
+    } finally {
+      fs.closeSync(fd)
     }
+    await barrier.flush()
     opts.signal?.throwIfAborted()
-    if (!barrier) await cb((done) => fs.fsync(fd, done))
-    const st = fs.fstatSync(fd)
-    open = false
-    if (inline) fs.closeSync(fd)
-    else await cb((done) => fs.close(fd, done))
-    if (barrier) await barrier.flush()
-    opts.signal?.throwIfAborted()
-    if (inline) fs.renameSync(tmp, path)
-    else await cb((done) => fs.rename(tmp, path, done))
-    // The file is in place: from here a failure only means the rename may not be durable yet.
-    if (barrier) await barrier.flush()
-    else await fsyncDir(dir)
-    return st
+    fs.renameSync(tmp, path)
   } catch (err) {
-    if (open) await cb((done) => fs.close(fd, done)).catch(() => {})
     await unlink(tmp).catch(() => {})
     throw err
   }
+  // The file is in place: from here a failure only means the rename may not be durable yet.
+  await barrier.flush()
+  return st
 }
 
 /** checkGeneration rejects names that are not 16 lowercase hex: they could escape the replica directory. */
