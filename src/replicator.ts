@@ -548,11 +548,28 @@ export class Replicator {
     return this.#shmFd >= 0 ? readShmHeader(this.#shmFd, this.#shmBuf) : undefined
   }
 
-  /** plan decides what to ship, reading and validating WAL bytes synchronously (no await, so nothing moves). */
+  /**
+   * plan decides what to ship, reading and validating WAL bytes synchronously (no await, so nothing moves), through
+   * one descriptor on the WAL for the whole plan.
+   */
   #plan(shm: ShmHeader): Plan {
+    let wal = -1
+    try {
+      wal = fs.openSync(this.#walPath, 'r')
+    } catch {
+      // no WAL file: every read below comes back empty
+    }
+    try {
+      return this.#planWith(wal, shm)
+    } finally {
+      if (wal >= 0) fs.closeSync(wal)
+    }
+  }
+
+  #planWith(wal: number, shm: ShmHeader): Plan {
     if (shm.pageSize !== 0 && shm.pageSize !== this.#pageSize && shm.mxFrame > 0) return { kind: 'new-generation', reason: 'page size changed' }
     const fsz = frameSize(this.#pageSize)
-    const walHead = readAt(this.#walPath, 0, WAL_HEADER_SIZE)
+    const walHead = readAt(wal, 0, WAL_HEADER_SIZE)
     const parsed = walHead ? parseWalHeader(walHead) : null
     const wh = parsed?.ok ? parsed.header : null
     const cur = this.#shipped
@@ -571,12 +588,12 @@ export class Replicator {
       const from = cur.offset === 0 ? 0 : start
       const skip = start - from
       let len = Math.min(end - start, Math.floor(MAX_SEGMENT_BYTES / fsz) * fsz)
-      let bytes = readAt(this.#walPath, from, skip + len, true)
+      let bytes = readAt(wal, from, skip + len, true)
       if (!bytes) return { kind: 'retry', reason: 'wal shorter than its index says' }
       let run = checkFrames(wh, seed, bytes, skip, bytes.length, Infinity)
       if (run.frames * fsz === len && run.commitFrames === 0 && len < end - start) {
         len = end - start
-        bytes = readAt(this.#walPath, from, skip + len, true)
+        bytes = readAt(wal, from, skip + len, true)
         if (!bytes) return { kind: 'retry', reason: 'wal shorter than its index says' }
         run = checkFrames(wh, seed, bytes, skip, bytes.length, Infinity)
       }
@@ -592,10 +609,10 @@ export class Replicator {
     let tailCommits = 0
     let tailChecksum = cur.checksum
     if (cur.header !== null && cur.offset > 0) {
-      const size = fileSize(this.#walPath)
+      const size = (wal >= 0 ? fs.fstatSync(wal).size : 0)
       if (size > cur.offset) {
         const avail = Math.floor((size - cur.offset) / fsz) * fsz
-        const bytes = readAt(this.#walPath, cur.offset, Math.min(avail, MAX_SEGMENT_BYTES))
+        const bytes = readAt(wal, cur.offset, Math.min(avail, MAX_SEGMENT_BYTES))
         if (bytes) {
           const run = checkFrames(cur.header, cur.checksum, bytes, 0, bytes.length, Infinity)
           if (run.commitFrames > 0) {
@@ -611,7 +628,7 @@ export class Replicator {
       if (!wh) return { kind: 'retry', reason: 'wal header missing while its index has frames' }
       if (shm.salt1 !== wh.salt1 || shm.salt2 !== wh.salt2) return { kind: 'retry', reason: 'wal restarted while reading' }
       const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
-      const bytes = readAt(this.#walPath, 0, end)
+      const bytes = readAt(wal, 0, end)
       if (!bytes) return { kind: 'retry', reason: 'wal shorter than its index says' }
       const run = checkFrames(wh, wh.checksum, bytes, WAL_HEADER_SIZE, bytes.length, Infinity)
       if (WAL_HEADER_SIZE + run.commitFrames * fsz !== bytes.length) return { kind: 'retry', reason: `wal changed while reading (${run.stop})` }
@@ -1059,15 +1076,21 @@ function releaseReadBuffer(buf: Buffer): void {
 }
 
 /**
- * readAt reads exactly length bytes at position, or returns null. With pooled, a read of POOL_MIN_BYTES or more
+ * readAt reads exactly length bytes at position of file (a path, or a descriptor it leaves open; -1 reads nothing),
+ * or returns null. With pooled, a read of POOL_MIN_BYTES or more
  * goes into a pooled buffer, which the caller hands back with releaseReadBuffer once done with it.
  */
-function readAt(file: string, position: number, length: number, pooled = false): Buffer | null {
+function readAt(file: string | number, position: number, length: number, pooled = false): Buffer | null {
   let fd: number
-  try {
-    fd = fs.openSync(file, 'r')
-  } catch {
-    return null
+  if (typeof file === 'number') {
+    if (file < 0) return null
+    fd = file
+  } else {
+    try {
+      fd = fs.openSync(file, 'r')
+    } catch {
+      return null
+    }
   }
   try {
     let buf: Buffer
@@ -1085,7 +1108,7 @@ function readAt(file: string, position: number, length: number, pooled = false):
     releaseReadBuffer(buf)
     return null
   } finally {
-    fs.closeSync(fd)
+    if (typeof file !== 'number') fs.closeSync(fd)
   }
 }
 
@@ -1093,14 +1116,6 @@ function countCommits(walBytes: Buffer, fsz: number): number {
   let n = 0
   for (let f = WAL_HEADER_SIZE; f + fsz <= walBytes.length; f += fsz) if (walBytes.readUInt32BE(f + 4) !== 0) n++
   return n
-}
-
-function fileSize(file: string): number {
-  try {
-    return fs.statSync(file).size
-  } catch {
-    return 0
-  }
 }
 
 function sameStat(file: string, want: NonNullable<PersistedState['dbStatAfterClose']>): boolean {
