@@ -18,6 +18,7 @@ import type { Registry } from 'prom-client'
 import { errorMessage, ReplicaError } from '../errors.js'
 import type { ClientInfo, Pos, StatusSource } from '../types.js'
 import { APP_CSS, APP_JS, FAVICON_SVG, INDEX_HTML } from './assets.js'
+import { chunkStream, ClientsBody } from './clients-body.js'
 import { DEFAULT_EVENT_INTERVAL_MS, EventHub } from './events.js'
 import { registerMetrics } from './metrics.js'
 import { defaultRestoreCommand, GUID_RE, safeJson, toRow, type ClientRow } from './rows.js'
@@ -195,7 +196,14 @@ export function createApp(source: StatusSource, opts: DashboardOptions): Hono {
     await next()
     if (!c.res.headers.has('Cache-Control')) c.res.headers.set('Cache-Control', 'no-store')
   })
-  app.get('/api/clients', (c) => json(c, rows()))
+  // Same bytes as json(c, rows()), but in cached ~50 KB chunks: see clients-body.ts.
+  const clientsBody = new ClientsBody(restoreCommand)
+  app.get('/api/clients', (c) => {
+    const body = clientsBody.render(source.clients())
+    c.header('Content-Type', 'application/json; charset=utf-8')
+    c.header('Content-Length', String(body.length))
+    return c.body(chunkStream(body.chunks))
+  })
 
   /** known validates :id and resolves the client; otherwise it answers 400 or 404. */
   const known = (c: Context): ClientInfo | Response => {
