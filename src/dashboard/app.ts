@@ -18,7 +18,7 @@ import type { Registry } from 'prom-client'
 import { errorMessage, ReplicaError } from '../errors.js'
 import type { ClientInfo, Pos, StatusSource } from '../types.js'
 import { APP_CSS, APP_JS, FAVICON_SVG, INDEX_HTML } from './assets.js'
-import { chunkStream, ClientsBody } from './clients-body.js'
+import { chunkStream, ClientsBody, textChunks } from './clients-body.js'
 import { DEFAULT_EVENT_INTERVAL_MS, EventHub } from './events.js'
 import { registerMetrics } from './metrics.js'
 import { defaultRestoreCommand, GUID_RE, safeJson, toRow, type ClientRow } from './rows.js'
@@ -188,7 +188,10 @@ export function createApp(source: StatusSource, opts: DashboardOptions): Hono {
   app.get('/metrics', async (c) => {
     c.header('Content-Type', registry.contentType)
     c.header('Cache-Control', 'no-store')
-    return c.body(await registry.metrics())
+    // About 1 MB at 1 000 clients: sent in chunks, see textChunks.
+    const body = textChunks(await registry.metrics())
+    c.header('Content-Length', String(body.length))
+    return c.body(chunkStream(body.chunks))
   })
 
   // 6. JSON API.

@@ -108,6 +108,28 @@ export class ClientsBody {
   }
 }
 
+/** TEXT_CHUNK_CHARS bounds one chunk of textChunks: at most 96 KiB of UTF-8, below glibc's 128 KiB mmap threshold. */
+export const TEXT_CHUNK_CHARS = 32 * 1024
+
+/**
+ * textChunks encodes a large string as UTF-8 in chunks of at most TEXT_CHUNK_CHARS characters (never splitting a
+ * surrogate pair), so writing it needs no malloc of three times its length at once.
+ */
+export function textChunks(text: string): { readonly chunks: readonly Uint8Array[]; readonly length: number } {
+  const chunks: Uint8Array[] = []
+  let length = 0
+  for (let i = 0; i < text.length; ) {
+    let end = Math.min(text.length, i + TEXT_CHUNK_CHARS)
+    const last = text.charCodeAt(end - 1)
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--
+    const chunk = Buffer.from(text.slice(i, end))
+    chunks.push(chunk)
+    length += chunk.length
+    i = end
+  }
+  return { chunks, length }
+}
+
 /** chunkStream streams chunks one by one (the stream holds no copy of them). */
 export function chunkStream(chunks: readonly Uint8Array[]): ReadableStream<Uint8Array> {
   let i = 0

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import crypto from 'node:crypto'
 import { test } from 'node:test'
 import { createApp } from '../../src/dashboard/app.js'
-import { ClientsBody, GROUP_ROWS } from '../../src/dashboard/clients-body.js'
+import { ClientsBody, GROUP_ROWS, TEXT_CHUNK_CHARS, textChunks } from '../../src/dashboard/clients-body.js'
 import { defaultRestoreCommand, safeJson, toRow } from '../../src/dashboard/rows.js'
 import type { ClientInfo } from '../../src/types.js'
 import { FakeSource } from '../helpers/fake-source.js'
@@ -111,3 +111,22 @@ test('GET /api/clients: Content-Length matches, the body is the rows as before, 
   assert.equal((JSON.parse(body) as { id: string; index: number }[]).find((r) => r.id === id)!.index, 7)
 })
 
+test('textChunks: bounded UTF-8 chunks that concatenate to the text, never splitting a surrogate pair', () => {
+  for (const text of ['', 'a', 'x'.repeat(TEXT_CHUNK_CHARS), 'x'.repeat(TEXT_CHUNK_CHARS - 1) + '😀' + 'ü'.repeat(3 * TEXT_CHUNK_CHARS)]) {
+    const r = textChunks(text)
+    assert.equal(Buffer.concat(r.chunks).toString('utf8'), text)
+    assert.equal(r.length, Buffer.byteLength(text))
+    for (const c of r.chunks) assert.ok(c.length <= 3 * TEXT_CHUNK_CHARS && c.length > 0)
+  }
+})
+
+test('GET /metrics: the registry text with its Content-Length', async () => {
+  const src = many(3 * GROUP_ROWS)
+  const app = createApp(src, { allowedHosts: ['127.0.0.1'], collectProcessMetrics: false })
+  const res = await app.request('/metrics', { headers: H })
+  const body = await res.text()
+  assert.equal(Number(res.headers.get('content-length')), Buffer.byteLength(body))
+  assert.ok(body.length > TEXT_CHUNK_CHARS, 'spans several chunks')
+  assert.match(body, /^litestream_manager_client_state\{client="[0-9a-f-]{36}",state="idle"\} 1$/m)
+  assert.ok(body.endsWith('\n'))
+})
