@@ -1,9 +1,11 @@
-#!/usr/bin/env -S node --optimize-for-size
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --optimize-for-size
 /**
  * Entry point and wiring: the only module that reads process.env and installs signal handlers.
  * Signal handlers go in before anything heavy loads, so a SIGTERM right after start still gets a final sync.
  * The shebang runs node with `--optimize-for-size`, so V8 keeps its heap closer to the live data (23 MiB at 1,000
- * clients); `npm run bench` reads the flags from here, so its figures are taken with them.
+ * clients), and with MALLOC_ARENA_MAX=2, so glibc keeps two malloc arenas instead of one per busy thread
+ * (docs/decisions/0006-two-malloc-arenas.md); `npm start` does the same, and `npm run bench` reads the
+ * environment and flags from here, so its figures are taken with them.
  * @module
  */
 import type { CliIo } from './cli/replicate.js'

@@ -126,20 +126,33 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * NODE_FLAGS are the V8 flags the executable's shebang passes (`#!/usr/bin/env -S node FLAGS`), so the benchmark
- * runs the service exactly as an installed `litestream-manager` runs.
+ * shebangLaunch reads how the executable's shebang starts node (`#!/usr/bin/env -S [NAME=VALUE...] node FLAGS`):
+ * the environment it sets and the V8 flags it passes, so the benchmark runs the service exactly as an installed
+ * `litestream-manager` runs.
  */
-export function nodeFlags(): string[] {
+export function shebangLaunch(): { readonly env: Record<string, string>; readonly flags: string[] } {
   const first = fs.readFileSync(MAIN_JS, 'utf8').split('\n', 1)[0]!
-  const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)
-  return m ? m[1]!.trim().split(/\s+/).filter((f) => f !== '') : []
+  const m = /^#!\/usr\/bin\/env -S (.*)$/.exec(first)
+  const words = m ? m[1]!.trim().split(/\s+/).filter((w) => w !== '') : []
+  const env: Record<string, string> = {}
+  while (words.length > 0 && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0]!)) {
+    const w = words.shift()!
+    env[w.slice(0, w.indexOf('='))] = w.slice(w.indexOf('=') + 1)
+  }
+  return words[0] === 'node' ? { env, flags: words.slice(1) } : { env: {}, flags: [] }
+}
+
+/** nodeFlags are the V8 flags of the shebang (see shebangLaunch). */
+export function nodeFlags(): string[] {
+  return shebangLaunch().flags
 }
 
 /** startOurs spawns `node dist/src/main.js -watch-dir DIR -bucket ... -port P -sync-interval S` at LOG_LEVEL=info. */
 export async function startOurs(opts: { workDir: string; clientsDir: string; replica: ReplicaTarget; syncInterval: string }): Promise<Sut> {
   const port = await freePort()
-  const args = [...nodeFlags(), MAIN_JS, '-watch-dir', opts.clientsDir, '-port', String(port), '-sync-interval', opts.syncInterval]
-  let env: Record<string, string> = { LOG_LEVEL: 'info' }
+  const launch = shebangLaunch()
+  const args = [...launch.flags, MAIN_JS, '-watch-dir', opts.clientsDir, '-port', String(port), '-sync-interval', opts.syncInterval]
+  let env: Record<string, string> = { ...launch.env, LOG_LEVEL: 'info' }
   if (opts.replica.kind === 'file') args.push('-bucket', `file://${opts.replica.root}`)
   else {
     args.push('-bucket', `s3://${opts.replica.bucket}/${opts.replica.prefix}`, '-endpoint', opts.replica.proxyEndpoint, '-force-path-style')
