@@ -13,6 +13,16 @@
  * past 1000 pages, the application's autocheckpoint backfills and fsyncs on every commit until the hand-off, which
  * came only at the end of a pass. Next: hand off from the 'db' event right after the application's checkpoint (a
  * larger held-tail bound), and keep the high mark only for that moment.
+ * Session 4 built that (branch b2-handoff, commit message has the figures): a slot raised above every frame for at
+ * most 250 ms, then on a change notification at which the WAL is fully backfilled and nobody else reads through a
+ * slot, READ(0) + unshipped frames read into memory + slot dropped, so the application's next transaction restarts
+ * the WAL exactly once. This scenario went from 941 MiB to 80-95 MiB (1 generation, ~120-200 restarts, gates 0):
+ * still red whenever the replica falls more than the 32 MiB the hand-off may hold behind. And it cost bench:single
+ * 18-50 % of the application's tx/s (128 MiB to 1,000-frame thresholds): the notification that completes a
+ * hand-off arrives after the application's next transaction has already passed its restart point, so it keeps
+ * committing with an autocheckpoint that backfills and fsyncs until a later try lands in the gap. Not merged. Next:
+ * complete the hand-off from a worker blocked on READ(0) (F_OFD_SETLKW on the same open file description), which
+ * wakes in the microseconds between the application's checkpoint and its next write.
  *
  * B2 Application autocheckpoint at a high write rate (K9, K12), nightly: SQLite's default wal_autocheckpoint (1000
  * pages), the writer as fast as it can go for 60 s. Must hold: I1–I8 and the WAL stays bounded. Bound: 64 MiB, 16×
