@@ -59,11 +59,14 @@ interface BenchOptions {
   readonly writers: number
   readonly keep: boolean
   readonly coldStartTimeoutS: number
+  /** oursEnv overrides the environment of our service's launch line (to measure what a setting there buys). */
+  readonly oursEnv: Readonly<Record<string, string>>
 }
 
 const USAGE = `usage: npm run bench -- --clients N --duration S [--rate TX_PER_S] [--replica file|s3] [--out FILE]
        [--peers ours,litestreamSingleProcess,litestreamPerProcess] [--per-process-max K] [--sample 50]
-       [--discovery 20] [--idle 20] [--sync-interval 1s] [--writers 2] [--cold-start-timeout 300] [--keep]`
+       [--discovery 20] [--idle 20] [--sync-interval 1s] [--writers 2] [--cold-start-timeout 300] [--keep]
+       [--ours-env NAME=VALUE ...] (overrides the environment our executable's first line sets)`
 
 function parseDurationMs(s: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(s)
@@ -90,6 +93,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       writers: { type: 'string', default: '2' },
       'cold-start-timeout': { type: 'string', default: '300' },
       keep: { type: 'boolean', default: false },
+      'ours-env': { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -113,6 +117,12 @@ function parseOptions(argv: readonly string[]): BenchOptions {
   const idleS = num('idle', values.idle, 1)
   const writers = num('writers', values.writers, 1)
   const coldStartTimeoutS = num('cold-start-timeout', values['cold-start-timeout'], 1)
+  const oursEnv: Record<string, string> = {}
+  for (const kv of values['ours-env'] ?? []) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(kv)
+    if (m) oursEnv[m[1]!] = m[2]!
+    else errors.push(`--ours-env must look like NAME=VALUE, got ${JSON.stringify(kv)}`)
+  }
   const replica = values.replica
   if (replica !== 'file' && replica !== 's3') errors.push(`--replica must be file or s3, got ${JSON.stringify(replica)}`)
   const peers = String(values.peers)
@@ -147,6 +157,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     syncIntervalMs: syncIntervalMs!,
     writers: Math.floor(writers),
     keep: values.keep ?? false,
+    oursEnv,
     coldStartTimeoutS,
   }
 }
@@ -476,7 +487,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
   const spawnAt = Date.now()
   const sut: Sut =
     peer === 'ours'
-      ? await startOurs({ workDir: work, clientsDir, replica, syncInterval: opts.syncInterval })
+      ? await startOurs({ workDir: work, clientsDir, replica, syncInterval: opts.syncInterval, env: opts.oursEnv })
       : peer === 'litestreamSingleProcess'
         ? startLitestreamSingle({ workDir: work, dbs, replica, syncInterval: opts.syncInterval })
         : startLitestreamPerProcess({ workDir: work, dbs, replica, syncInterval: opts.syncInterval })

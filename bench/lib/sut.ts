@@ -142,17 +142,15 @@ export function shebangLaunch(): { readonly env: Record<string, string>; readonl
   return words[0] === 'node' ? { env, flags: words.slice(1) } : { env: {}, flags: [] }
 }
 
-/** nodeFlags are the V8 flags of the shebang (see shebangLaunch). */
-export function nodeFlags(): string[] {
-  return shebangLaunch().flags
-}
-
-/** startOurs spawns `node dist/src/main.js -watch-dir DIR -bucket ... -port P -sync-interval S` at LOG_LEVEL=info. */
-export async function startOurs(opts: { workDir: string; clientsDir: string; replica: ReplicaTarget; syncInterval: string }): Promise<Sut> {
+/**
+ * startOurs spawns `node dist/src/main.js -watch-dir DIR -bucket ... -port P -sync-interval S` at LOG_LEVEL=info, as
+ * the executable's first line launches it; env overrides that line's environment.
+ */
+export async function startOurs(opts: { workDir: string; clientsDir: string; replica: ReplicaTarget; syncInterval: string; env?: Readonly<Record<string, string>> }): Promise<Sut> {
   const port = await freePort()
   const launch = shebangLaunch()
   const args = [...launch.flags, MAIN_JS, '-watch-dir', opts.clientsDir, '-port', String(port), '-sync-interval', opts.syncInterval]
-  let env: Record<string, string> = { ...launch.env, LOG_LEVEL: 'info' }
+  let env: Record<string, string> = { ...launch.env, ...opts.env, LOG_LEVEL: 'info' }
   if (opts.replica.kind === 'file') args.push('-bucket', `file://${opts.replica.root}`)
   else {
     args.push('-bucket', `s3://${opts.replica.bucket}/${opts.replica.prefix}`, '-endpoint', opts.replica.proxyEndpoint, '-force-path-style')
