@@ -114,6 +114,11 @@ export function createApp(source: StatusSource, opts: DashboardOptions): Hono {
     c.header('Content-Type', 'application/json; charset=utf-8')
     return c.body(safeJson(value), status)
   }
+  /** sendChunks answers with a body already cut into chunks (see clients-body.ts), with its Content-Length. */
+  const sendChunks = (c: Context, body: { readonly chunks: readonly Uint8Array[]; readonly length: number }): Response => {
+    c.header('Content-Length', String(body.length))
+    return c.body(chunkStream(body.chunks))
+  }
   const fail = (c: Context, status: ErrorStatus, error: string): Response => {
     c.header('Cache-Control', 'no-store')
     return json(c, { error }, status)
@@ -188,10 +193,7 @@ export function createApp(source: StatusSource, opts: DashboardOptions): Hono {
   app.get('/metrics', async (c) => {
     c.header('Content-Type', registry.contentType)
     c.header('Cache-Control', 'no-store')
-    // About 1 MB at 1 000 clients: sent in chunks, see textChunks.
-    const body = textChunks(await registry.metrics())
-    c.header('Content-Length', String(body.length))
-    return c.body(chunkStream(body.chunks))
+    return sendChunks(c, textChunks(await registry.metrics())) // about 1 MB at 1 000 clients: see textChunks
   })
 
   // 6. JSON API.
@@ -202,10 +204,8 @@ export function createApp(source: StatusSource, opts: DashboardOptions): Hono {
   // Same bytes as json(c, rows()), but in cached ~50 KB chunks: see clients-body.ts.
   const clientsBody = new ClientsBody(restoreCommand)
   app.get('/api/clients', (c) => {
-    const body = clientsBody.render(source.clients())
     c.header('Content-Type', 'application/json; charset=utf-8')
-    c.header('Content-Length', String(body.length))
-    return c.body(chunkStream(body.chunks))
+    return sendChunks(c, clientsBody.render(source.clients()))
   })
 
   /** known validates :id and resolves the client; otherwise it answers 400 or 404. */

@@ -11,6 +11,8 @@
  */
 import { Gauge, collectDefaultMetrics, Registry, type Metric } from 'prom-client'
 
+import type { ClientInfo, ClientState, StatusSource } from '../types.js'
+
 /**
  * EVENT_LOOP_SAMPLE_MS is how often the event-loop-delay histogram samples. prom-client's default, 10 ms, is a
  * timer that wakes an idle service 100 times a second: `node --import tsx bench/idle-wakeups.ts` (1,000 idle
@@ -18,7 +20,6 @@ import { Gauge, collectDefaultMetrics, Registry, type Metric } from 'prom-client
  * A block still shows in the histogram when a sample falls inside it.
  */
 const EVENT_LOOP_SAMPLE_MS = 100
-import type { ClientInfo, ClientState, StatusSource } from '../types.js'
 
 /** METRIC_PREFIX starts every metric name of ours. */
 export const METRIC_PREFIX = 'litestream_manager_'
