@@ -501,7 +501,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
       ? (async () => {
           const want = new Set(guids)
           const deadline = spawnAt + opts.coldStartTimeoutS * 1000
-          while (Date.now() < deadline) {
+          while (Date.now() < deadline && sut.exits.length < sut.procs.length) {
             const list = await apiClients(sut.port!)
             if (list && list.filter((c) => want.has(c.id) && generationOf(c) !== '').length === want.size) {
               coldStartApiS = (Date.now() - spawnAt) / 1000
@@ -524,6 +524,13 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
     else progress.note(`${peer}: cold start incomplete: ${pending.size}/${n} databases without a snapshot`)
   }
   await apiWatch
+  if (sut.exits.length === sut.procs.length) {
+    // Nothing left to measure: say why instead of timing every later phase against a dead peer.
+    const tail = sut.logFiles.length > 0 ? fs.readFileSync(sut.logFiles[0]!, 'utf8').slice(-2000) : ''
+    for (const w of writers) w.send({ type: 'exit' })
+    sampler.stop()
+    throw new Error(`${peer}: every process exited during cold start (${JSON.stringify(sut.exits)}); log tail:\n${tail}`)
+  }
   const coldCpu = sampler.cpuNow()
 
   // 3. Load: writers commit for durationS, the measured window. For ours the writers then keep going through a
