@@ -154,7 +154,7 @@ function manyClientsSection(r: Json): string {
   const at1000 = r.clients === 1000 && r.rate === 1
   let out = `## Many clients\n\n`
   out += `- Date: ${fmt(r.date)}\n- Command: \`${fmt(r.command)}\`\n- Machine: ${machineLine(r.machine)}\n`
-  out += `- Workload: ${fmt(r.clients)} client databases, ${fmt(r.rate)} transaction/s each for ${fmt(r.durationS)} s, ${fmt(r.writers)} writer processes, ${s3 ? 's3rver' : 'file'} replica, sync interval ${fmt(r.syncInterval)}, lag sampled on ${fmt(r.sampleDbs)} databases, ${fmt(r.discoveryDbs)} databases discovered during the run (ours only), ${fmt(r.idleWindowS)} s idle window.\n`
+  out += `- Workload: ${fmt(r.clients)} client databases, ${fmt(r.rate)} transaction/s each for ${fmt(r.durationS)} s, ${fmt(r.writers)} writer processes, ${s3 ? 's3rver' : 'file'} replica, sync interval ${fmt(r.syncInterval)}, lag sampled on ${fmt(r.sampleDbs)} databases, ${fmt(r.discoveryDbs)} databases discovered during the run (ours only), ${fmt(r.idleWindowS)} s idle window${r.idleSettleS === undefined ? ' (opened right after the load, before runs had --idle-settle)' : ` opened ${fmt(r.idleSettleS)} s after the load`}.\n`
   if (s3) out += `- s3rver's own ceiling: **${fmt(r.s3rverPutCeilingPerS)} PUT/s** (1 KiB objects, 16 concurrent, 5 s, straight to s3rver). A peer needing more than this is capped by the test server, not by itself.\n`
   out += `\n${table(header, rows)}\n\n`
   if ('ours' in r) out += targetsSection(r, ts, at1000)
@@ -246,7 +246,8 @@ const METHOD = `## Method
 **Harness** (\`bench/run.ts\`). Peers run one after another, never together, each on a fresh temporary directory of
 \`<lowercase-guid>.db\` files (WAL mode; a payload table \`t\` and a side table \`bench_ledger(seq, at, tag)\`; 10 rows
 at creation) and a fresh replica. Phases per peer: create databases → start the writers (connected, idle) → spawn
-the peer → cold start → load → drain → \`/api/clients\` latency (ours) → idle window → SIGTERM → read the replica back.
+the peer → cold start → load → drain → \`/api/clients\` latency (ours) → rest (\`--idle-settle\`, 10 s) → idle window →
+SIGTERM → read the replica back.
 
 - **Peers.** *ours*: \`node dist/src/main.js -watch-dir DIR -bucket file://ROOT -port P -sync-interval 1s\` at
   LOG_LEVEL=info. *Litestream, one process*: one \`litestream replicate -config cfg.yml\` listing every database

@@ -6,7 +6,8 @@
  * `<guid>.db` files and a fresh replica:
  *
  *   create dbs -> start writers (idle) -> start peer -> cold start -> steady (writers commit; discovery for ours)
- *   -> drain -> /api/clients latency (ours) -> idle window -> SIGTERM -> read the replica back -> report
+ *   -> drain -> /api/clients latency (ours) -> rest (--idle-settle) -> idle window -> SIGTERM -> read the replica
+ *   back -> report
  *
  * Method notes live in docs/benchmarks.md (bench/doc.ts writes them from METHOD below).
  * @module
@@ -54,6 +55,9 @@ interface BenchOptions {
   /** discovery is how many new databases ours must discover during the steady phase (0 = skip). */
   readonly discovery: number
   readonly idleS: number
+  /** idleSettleS is how long the peer rests after the load (and ours after the /api/clients requests) before the
+   *  idle window opens, so the window measures an idle service, not the tail of the work before it. */
+  readonly idleSettleS: number
   readonly syncInterval: string
   readonly syncIntervalMs: number
   readonly writers: number
@@ -65,7 +69,7 @@ interface BenchOptions {
 
 const USAGE = `usage: npm run bench -- --clients N --duration S [--rate TX_PER_S] [--replica file|s3] [--out FILE]
        [--peers ours,litestreamSingleProcess,litestreamPerProcess] [--per-process-max K] [--sample 50]
-       [--discovery 20] [--idle 20] [--sync-interval 1s] [--writers 2] [--cold-start-timeout 300] [--keep]
+       [--discovery 20] [--idle 20] [--idle-settle 10] [--sync-interval 1s] [--writers 2] [--cold-start-timeout 300] [--keep]
        [--ours-env NAME=VALUE ...] (overrides the environment our executable's first line sets)`
 
 function parseDurationMs(s: string): number | undefined {
@@ -89,6 +93,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       sample: { type: 'string', default: '50' },
       discovery: { type: 'string', default: '20' },
       idle: { type: 'string', default: '20' },
+      'idle-settle': { type: 'string', default: '10' },
       'sync-interval': { type: 'string', default: '1s' },
       writers: { type: 'string', default: '2' },
       'cold-start-timeout': { type: 'string', default: '300' },
@@ -115,6 +120,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
   const sample = num('sample', values.sample, 1)
   const discovery = num('discovery', values.discovery, 0)
   const idleS = num('idle', values.idle, 1)
+  const idleSettleS = num('idle-settle', values['idle-settle'], 0)
   const writers = num('writers', values.writers, 1)
   const coldStartTimeoutS = num('cold-start-timeout', values['cold-start-timeout'], 1)
   const oursEnv: Record<string, string> = {}
@@ -153,6 +159,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     sample: Math.floor(sample),
     discovery: Math.floor(discovery),
     idleS,
+    idleSettleS,
     syncInterval,
     syncIntervalMs: syncIntervalMs!,
     writers: Math.floor(writers),
@@ -624,7 +631,9 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
     apiClientsMs = summarize(times)
   }
 
-  // 6. Idle window.
+  // 6. Idle window, after a rest: the load's and the API requests' garbage is collected in the rest, not billed to idle.
+  progress.set('idle settle')
+  await sleep(opts.idleSettleS * 1000)
   progress.set('idle')
   const countsIdle0 = s3 ? await proxyCounts(s3) : undefined
   const idleStart = Date.now()
@@ -875,6 +884,7 @@ async function main(): Promise<void> {
     sampleDbs: Math.min(opts.sample, opts.clients),
     discoveryDbs: opts.peers.includes('ours') ? opts.discovery : 0,
     idleWindowS: opts.idleS,
+    idleSettleS: opts.idleSettleS,
     writers: opts.writers,
     perProcessMax: opts.perProcessMax,
     peers: opts.peers,
