@@ -281,6 +281,8 @@ export class Replicator {
   async #run(signal: AbortSignal): Promise<void> {
     let backoffMs = 0
     let lastAttemptAt = -Infinity
+    // One listener for the loop's life, not one per sleep: a busy client sleeps twice a commit.
+    signal.addEventListener('abort', () => this.#wake?.(), { once: true })
     this.notify() // the first pass opens the database and catches up
     while (!signal.aborted) {
       const now = this.#opts.now()
@@ -290,7 +292,7 @@ export class Replicator {
       else if (this.#urgent) dueAt = now
       else dueAt = lastAttemptAt + this.#opts.syncIntervalMs
       if (dueAt > now) {
-        await this.#sleep(dueAt - now, signal)
+        await this.#sleep(dueAt - now)
         continue
       }
       lastAttemptAt = now
@@ -311,19 +313,19 @@ export class Replicator {
     }
   }
 
-  #sleep(ms: number, signal: AbortSignal): Promise<void> {
+  /** sleep waits ms (Infinity: until notified), or until notify() or the abort listener of #run calls #wake. */
+  #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer)
-        signal.removeEventListener('abort', done)
         this.#wake = null
         resolve()
       }
       const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined
-      signal.addEventListener('abort', done, { once: true })
       this.#wake = done
     })
   }
+
 
   /**
    * sync runs one pass: open if needed, ship every committed frame, then checkpoint, snapshot and enforce
