@@ -296,9 +296,11 @@ SIGTERM → read the replica back.
 - **Drain.** After the writers stop (for ours, after the discovery window): until every sampled database's last
   commit is durable and the object/PUT count has been still for 2 s (max 60 s).
 - **\`/api/clients\`** (ours): 200 sequential GETs after the drain, writers stopped. **Event-loop delay**: prom-client's
-  \`nodejs_eventloop_lag_p99_seconds\` from \`/metrics\`, scraped at the start (reset) and end of the load window; omitted
-  when the service exposes no \`/metrics\`. prom-client samples every 10 ms and Node's histogram records the whole
-  interval, so an idle loop reads about 10–13 ms.
+  \`nodejs_eventloop_lag_p99_seconds\` minus \`nodejs_eventloop_lag_min_seconds\` from \`/metrics\`, scraped at the start
+  (reset) and end of the load window; omitted when the service exposes no \`/metrics\`. Node's histogram records the
+  whole interval between its samples (100 ms in the service since 3b78dda, 10 ms before), so an idle loop reads the
+  interval, which is also the histogram's min: the figure is what the loop added on top of it. Result files written
+  before this method (every one up to many-clients-2026-11-28-arenas*.json) hold the p99 alone, interval included.
 - **Idle.** The window after the drain with no writes: CPU seconds, mean RSS, objects/PUTs.
 - **Logs.** Error and warning lines in each peer's output (pino levels for ours; \`ERROR\`/\`WARN\` for Litestream).
 

@@ -356,8 +356,16 @@ async function eventLoopP99Ms(port: number): Promise<number | undefined> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`)
     if (!res.ok) return undefined
-    const m = /^nodejs_eventloop_lag_p99_seconds(?:\{[^}]*\})?\s+([0-9.eE+-]+)/m.exec(await res.text())
-    return m ? Number(m[1]) * 1000 : undefined
+    const text = await res.text()
+    const read = (name: string): number | undefined => {
+      const m = new RegExp(`^nodejs_eventloop_lag_${name}_seconds(?:\\{[^}]*\\})?\\s+([0-9.eE+-]+)`, 'm').exec(text)
+      return m ? Number(m[1]) * 1000 : undefined
+    }
+    // Node's histogram records the whole interval between its samples, so an idle loop reads the sampling interval
+    // (the histogram's min): report what the loop added on top of it.
+    const p99 = read('p99')
+    const min = read('min')
+    return p99 === undefined || min === undefined ? undefined : Math.max(0, p99 - min)
   } catch {
     return undefined
   }
