@@ -124,6 +124,7 @@ function manyClientsSection(r: Json): string {
     row('lag max (ms)', '', (p) => fmt(p.lagMsMax)),
     row('lag samples (undurable)', '', (p) => `${fmt(p.lagSamples)} (${fmt(p.lagMissing)})`),
     row(s3 ? 'PUT requests under load' : 'objects written under load', '', (p) => fmt(p.puts)),
+    row('disk written under load, whole device incl. the applications (MiB)', '', (p) => fmt(p.diskWrittenMiB)),
     row(`idle CPU seconds (${fmt(r.idleWindowS)} s window)`, t('Idle CPU'), (p) => fmt(p.idleCpuSeconds)),
     row('idle RSS (MiB)', '', (p) => fmt(p.idleRssMiB)),
     row(s3 ? 'idle PUTs' : 'idle objects written', '', (p) => fmt(p.idlePuts)),

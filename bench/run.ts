@@ -19,7 +19,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { createClientDb, guidOf, maxLedgerSeq } from './lib/dbs.js'
-import { readSystemCpu, Sampler, systemBusyPercent } from './lib/proc.js'
+import { readDiskWrittenBytes, readSystemCpu, Sampler, systemBusyPercent } from './lib/proc.js'
 import { countObjects, decodeObject, fileLayout, hasSnapshot, listObjects, s3rverLayout, type ReplicaLayout } from './lib/replica-scan.js'
 import { mean, nowMs, percentile, round, sleep, summarize } from './lib/stats.js'
 import {
@@ -560,6 +560,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
   const writerCpu0 = writerSampler.cpuNow()
   const harnessCpu0 = process.cpuUsage()
   const sys0 = readSystemCpu()
+  const disk0 = readDiskWrittenBytes(work)
   for (const w of writers) w.send({ type: 'start', durationMs: opts.durationS * 1000 + discoveryWindowMs })
   const progressTimer = setInterval(() => (progress.commits = writers.reduce((s, w) => s + w.commits, 0)), 500)
   await sleep(steadyStart + opts.durationS * 1000 - Date.now())
@@ -568,6 +569,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
   const writerCpu1 = writerSampler.cpuNow()
   const harnessCpu = process.cpuUsage(harnessCpu0)
   const sys1 = readSystemCpu()
+  const disk1 = readDiskWrittenBytes(work)
   const countsSteady1 = s3 ? await proxyCounts(s3) : undefined
   const eventLoopDelayMsP99 = peer === 'ours' && sut.port ? await eventLoopP99Ms(sut.port) : undefined
   const discovery: DiscoverySample[] = []
@@ -730,6 +732,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
     rssMiBSteady: round(rssSteady),
     cpuSeconds: round(cpu1 - cpu0, 2),
     cpuPercentOfOneCore: round(((cpu1 - cpu0) / ((steadyEnd - steadyStart) / 1000)) * 100),
+    diskWrittenMiB: disk0 === undefined || disk1 === undefined ? undefined : round((disk1 - disk0) / 2 ** 20),
     lagMsP50: round(lag.p50),
     lagMsP99: round(lag.p99),
     lagMsMax: round(lag.max),
@@ -798,6 +801,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
       rssMiBPeak: result.rssMiBPeak,
       rssMiBSteady: result.rssMiBSteady,
       cpuSeconds: result.cpuSeconds,
+      diskWrittenMiB: result.diskWrittenMiB,
       puts: result.puts,
       idleCpuSeconds: result.idleCpuSeconds,
       idleRssMiB: result.idleRssMiB,
@@ -815,6 +819,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
       rssMiBSteady: x(result.rssMiBSteady),
       cpuSeconds: x(result.cpuSeconds, 2),
       cpuPercentOfOneCore: x(result.cpuPercentOfOneCore),
+      diskWrittenMiB: x(result.diskWrittenMiB),
       puts: x(result.puts, 0),
       idleCpuSeconds: x(result.idleCpuSeconds, 2),
       idleRssMiB: x(result.idleRssMiB),

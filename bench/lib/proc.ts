@@ -52,6 +52,24 @@ export function readCpuSeconds(pid: number): number | undefined {
   }
 }
 
+/**
+ * readDiskWrittenBytes returns the bytes written so far to the block device holding path (field 7 of
+ * /sys/dev/block/MAJOR:MINOR/stat, in 512-byte sectors), or undefined when path is on no block device (tmpfs). It
+ * counts every writer of the device: the applications, the peer, and the writeback the peer forces.
+ */
+export function readDiskWrittenBytes(path: string): number | undefined {
+  try {
+    const dev = fs.statSync(path, { bigint: true }).dev
+    const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn))
+    const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn))
+    const fields = fs.readFileSync(`/sys/dev/block/${major}:${minor}/stat`, 'utf8').trim().split(/\s+/)
+    const sectors = Number(fields[6])
+    return Number.isFinite(sectors) ? sectors * 512 : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** Sample is one reading of a process group: time (epoch ms), summed RSS (MiB), summed CPU (s), live process count. */
 export interface Sample {
   readonly t: number
