@@ -31,6 +31,12 @@ import { defaultMetaDir, loadState, saveState, type PersistedState } from './wal
 
 /** DEFAULT_SYNC_INTERVAL_MS is Litestream's sync-interval: the least time between two uploads of one database. */
 export const DEFAULT_SYNC_INTERVAL_MS = 1000
+/**
+ * DEFAULT_BUSY_ERROR_AFTER_MS is how long the application may keep the database locked against us (an application
+ * creating its database does, for a moment) before the client shows as an error: until then BUSY is retried and
+ * logged as a warning only.
+ */
+export const DEFAULT_BUSY_ERROR_AFTER_MS = 10_000
 /** DEFAULT_MIN_CHECKPOINT_PAGES is Litestream's min-checkpoint-page-count: PASSIVE checkpoint past this many WAL frames. */
 export const DEFAULT_MIN_CHECKPOINT_PAGES = 1000
 /** DEFAULT_TRUNCATE_PAGES is Litestream's TruncatePageN: TRUNCATE checkpoint past this many WAL frames. */
@@ -70,6 +76,8 @@ export interface ReplicatorOptions {
   readonly retentionMs?: number
   /** retentionCheckIntervalMs is the least time between retention passes of an active database. Default 1 h. */
   readonly retentionCheckIntervalMs?: number
+  /** busyErrorAfterMs is how long BUSY failures may last before the status says error. Default 10 s. */
+  readonly busyErrorAfterMs?: number
   /** onStatus is called with every new status. */
   readonly onStatus?: (status: ReplicatorStatus) => void
   /** now is the clock (tests inject one). */
@@ -161,6 +169,7 @@ export class Replicator {
       dbPath: path.resolve(opts.dbPath),
       client: opts.client,
       syncIntervalMs: opts.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
+      busyErrorAfterMs: opts.busyErrorAfterMs ?? DEFAULT_BUSY_ERROR_AFTER_MS,
       minCheckpointPages: opts.minCheckpointPages ?? DEFAULT_MIN_CHECKPOINT_PAGES,
       truncatePages: opts.truncatePages ?? DEFAULT_TRUNCATE_PAGES,
       snapshotIntervalMs: opts.snapshotIntervalMs ?? retentionMs,
@@ -281,6 +290,7 @@ export class Replicator {
   async #run(signal: AbortSignal): Promise<void> {
     let backoffMs = 0
     let lastAttemptAt = -Infinity
+    let busySince: number | null = null
     // One listener for the loop's life, not one per sleep: a busy client sleeps twice a commit.
     signal.addEventListener('abort', () => this.#wake?.(), { once: true })
     this.notify() // the first pass opens the database and catches up
@@ -299,16 +309,25 @@ export class Replicator {
       try {
         await this.sync()
         backoffMs = 0
+        busySince = null
         this.#started.resolve()
       } catch (err) {
         this.#started.resolve()
         if (signal.aborted) break
         backoffMs = Math.min(Math.max(backoffMs * 2, 250), 30_000)
         const msg = errorMessage(err)
-        // A lock the application holds for a moment is expected (we never wait on one): retried, not an error.
-        if (hasCode(err, 'BUSY')) this.#log.warn({ err: msg, backoffMs }, 'database busy; retrying')
-        else this.#log.error({ err: msg, backoffMs }, 'sync failed')
-        this.#publish({ state: 'error', lastError: msg })
+        if (hasCode(err, 'BUSY')) {
+          // A lock the application holds for a moment is expected (we never wait on one): retried, and an error
+          // only once it has lasted busyErrorAfterMs.
+          busySince ??= now
+          const forMs = now - busySince
+          this.#log.warn({ err: msg, backoffMs, busyForMs: forMs }, 'database busy; retrying')
+          if (forMs >= this.#opts.busyErrorAfterMs) this.#publish({ state: 'error', lastError: `database busy for ${Math.round(forMs / 1000)} s: ${msg}` })
+        } else {
+          busySince = null
+          this.#log.error({ err: msg, backoffMs }, 'sync failed')
+          this.#publish({ state: 'error', lastError: msg })
+        }
       }
     }
   }
