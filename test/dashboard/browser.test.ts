@@ -229,8 +229,10 @@ test('dashboard shows clients live over SSE (real service, real browser)', async
   const freshDb = openApp(path.join(watch, `${fresh}.db`))
   insertRows(freshDb, 5)
   await page.waitForSelector(`tr[data-id="${fresh}"]`, { timeout: 10_000 })
+  const rowStates = async (): Promise<string> =>
+    (await page.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => `${tr.getAttribute('data-id')}=${tr.getAttribute('data-state')} ${tr.querySelector('td.err')?.textContent ?? ''}`))).join('\n')
   assert.equal(await page.locator('#t-clients').textContent(), '6')
-  assert.equal(await page.locator('#t-errors').textContent(), '1')
+  assert.equal(await page.locator('#t-errors').textContent(), '1', `rows:\n${await rowStates()}\nservice output:\n${p.output().slice(-3000)}`)
   const errText = await page.locator('td.err').filter({ hasText: 'SQLite' }).first().textContent()
   assert.match(errText ?? '', /SQLite/)
   assert.equal(await page.locator('td b').count(), 0, 'file contents or errors never become markup')
