@@ -116,7 +116,7 @@ function manyClientsSection(r: Json): string {
   const s3 = r.replica === 's3'
   const rows: string[][] = [
     row('clients replicated by this peer', '', (p) => fmt(p.clientsReplicated)),
-    row('RSS peak (MiB)', t('RSS'), (p) => fmt(p.rssMiBPeak)),
+    row('RSS peak (MiB), and the phase it came in', t('RSS'), (p) => (p.rssPeakPhase ? `${fmt(p.rssMiBPeak)} (${String(p.rssPeakPhase)})` : fmt(p.rssMiBPeak))),
     row('RSS steady, 2nd half of load (MiB)', '', (p) => fmt(p.rssMiBSteady)),
     row(`CPU seconds under load (${fmt(r.durationS)} s)`, t('CPU'), (p) => `${fmt(p.cpuSeconds)} (${fmt(p.cpuPercentOfOneCore)} % of a core)`),
     row('lag p50 (ms)', '', (p) => fmt(p.lagMsP50)),

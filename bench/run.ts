@@ -179,6 +179,8 @@ class Progress {
   up = 0
   n = 0
   commits = 0
+  /** phases lists when each phase began (epoch ms), so a peak can be placed in one. */
+  readonly phases: { readonly phase: string; readonly at: number }[] = []
   readonly #start = Date.now()
   readonly #tty = process.stderr.isTTY
   #timer: NodeJS.Timeout | null = null
@@ -192,6 +194,7 @@ class Progress {
   set(phase: string): void {
     this.phase = phase
     this.phaseStart = Date.now()
+    this.phases.push({ phase, at: this.phaseStart })
     this.#print(true)
   }
 
@@ -215,6 +218,14 @@ class Progress {
 }
 
 const progress = new Progress()
+
+/** phaseAt names the benchmark phase running at epoch ms t. */
+function phaseAt(t: number | undefined): string | undefined {
+  if (t === undefined) return undefined
+  let name: string | undefined
+  for (const p of progress.phases) if (p.at <= t) name = p.phase
+  return name
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // S3 (s3rver + counting proxy in a child process)
@@ -729,6 +740,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
   const result: PeerResult = {
     clientsReplicated: n,
     rssMiBPeak: round(sampler.peakRssMiB()),
+    rssPeakPhase: phaseAt(sampler.samples.reduce((a, b) => (b.rssMiB > a.rssMiB ? b : a), sampler.samples[0]!)?.t),
     rssMiBSteady: round(rssSteady),
     cpuSeconds: round(cpu1 - cpu0, 2),
     cpuPercentOfOneCore: round(((cpu1 - cpu0) / ((steadyEnd - steadyStart) / 1000)) * 100),
