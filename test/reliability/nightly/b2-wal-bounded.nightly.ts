@@ -23,6 +23,16 @@
  * committing with an autocheckpoint that backfills and fsyncs until a later try lands in the gap. Not merged. Next:
  * complete the hand-off from a worker blocked on READ(0) (F_OFD_SETLKW on the same open file description), which
  * wakes in the microseconds between the application's checkpoint and its next write.
+ * Session 5 built that (branch b2-worker, not merged; its decision 0003 addendum has the details): a worker thread
+ * raises the mark, blocks on inotify and then F_OFD_SETLKW READ(0), and drops the slot right after the application's
+ * checkpoint; the unshipped frames go to an unlinked file (copy_file_range). It lands: hand-offs take 10-70 ms, usually
+ * at the first checkpoint, 1 generation, gates 0, WAL ~17 MiB while the replica keeps up. Still red: max WAL 137 and
+ * 296 MiB in two 60 s runs. Here the application writes ~55 MB/s of WAL and the replica ships 60-80 MB/s, so it runs
+ * an incarnation (40-60 MB) behind; a hand-off waits until the frames the previous one holds are shipped while the new
+ * incarnation grows, and in the first 4 s the backlog passed the 64 MiB a hand-off may hold. Cost, bench:single in the
+ * same sitting: application 6,439 tx/s against main's 7,009-7,314 (a run under outside load: 3,825), peak RSS 232-265
+ * MiB against 140. Next: let a hand-off proceed while earlier held frames are unshipped (a queue of held incarnations,
+ * each shipped as its own index, iChange counted across them).
  *
  * B2 Application autocheckpoint at a high write rate (K9, K12), nightly: SQLite's default wal_autocheckpoint (1000
  * pages), the writer as fast as it can go for 60 s. Must hold: I1–I8 and the WAL stays bounded. Bound: 64 MiB, 16×
