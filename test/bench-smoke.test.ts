@@ -62,6 +62,9 @@ test('bench harness: 3 clients, 4 s, file replica, ours + litestreamSingleProces
     assert.equal(p.lagMissing, 0, `${peer}: every sampled commit became durable`)
     assert.ok((p.lagSamples as number) >= 6, `${peer}.lagSamples >= 6 (got ${String(p.lagSamples)})`)
     assert.ok((p.rssMiBPeak as number) >= (p.rssMiBSteady as number), `${peer} RSS peak >= steady`)
+    assert.ok(['cold start', 'load', 'discovery (writers still running)', 'drain', 'api latency', 'idle settle', 'idle', 'stop'].includes(p.rssPeakPhase as string), `${peer}.rssPeakPhase names a phase the peer ran in (got ${String(p.rssPeakPhase)})`)
+    // The device's write counter: positive whenever the work directory is on a block device (not on tmpfs).
+    if (p.diskWrittenMiB !== undefined) assert.ok(typeof p.diskWrittenMiB === 'number' && p.diskWrittenMiB > 0, `${peer}.diskWrittenMiB > 0 (got ${String(p.diskWrittenMiB)})`)
     assert.ok((p.coldStartS as number) < 60, `${peer}.coldStartS < 60`)
     const w = p.writer as Record<string, unknown>
     assert.equal(w.errors, 0, `${peer}: writer errors`)
@@ -77,7 +80,7 @@ test('bench harness: 3 clients, 4 s, file replica, ours + litestreamSingleProces
   const d = await run(['bench/doc.ts', out, '--out', md], 30_000)
   assert.equal(d.code, 0, `bench/doc.ts exit code:\n${d.output}`)
   const text = fs.readFileSync(md, 'utf8')
-  assert.match(text, /\| RSS peak \(MiB\) \|/, 'doc has the side-by-side table')
+  assert.match(text, /\| RSS peak \(MiB\), and the phase it came in \|/, 'doc has the side-by-side table')
   assert.match(text, /### Targets for ours/, 'doc has the targets')
   assert.match(text, /npm run bench -- --clients 3/, 'doc has the exact command')
 })
