@@ -527,7 +527,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
       ? (async () => {
           const want = new Set(guids)
           const deadline = spawnAt + opts.coldStartTimeoutS * 1000
-          while (Date.now() < deadline && sut.exits.length < sut.procs.length) {
+          while (Date.now() < deadline && sut.anyAlive()) {
             const list = await apiClients(sut.port!)
             if (list && list.filter((c) => want.has(c.id) && generationOf(c) !== '').length === want.size) {
               coldStartApiS = (Date.now() - spawnAt) / 1000
@@ -541,7 +541,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
   {
     const pending = new Set(guids)
     const deadline = spawnAt + opts.coldStartTimeoutS * 1000
-    while (pending.size > 0 && Date.now() < deadline && sut.exits.length < sut.procs.length) {
+    while (pending.size > 0 && Date.now() < deadline && sut.anyAlive()) {
       for (const g of [...pending]) if (hasSnapshot(layout, g)) pending.delete(g)
       progress.up = n - pending.size
       if (pending.size > 0) await sleep(100)
@@ -550,7 +550,7 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
     else progress.note(`${peer}: cold start incomplete: ${pending.size}/${n} databases without a snapshot`)
   }
   await apiWatch
-  if (sut.exits.length === sut.procs.length) {
+  if (!sut.anyAlive()) {
     // Nothing left to measure: say why instead of timing every later phase against a dead peer.
     const tail = sut.logFiles.length > 0 ? fs.readFileSync(sut.logFiles[0]!, 'utf8').slice(-2000) : ''
     for (const w of writers) w.send({ type: 'exit' })
@@ -737,10 +737,11 @@ async function runPeer(peer: PeerName, opts: BenchOptions, s3: S3Env | undefined
   const rssGrowth = slopePerMin(sampler.between(steadyStart, steadyEnd).map((s) => [s.t, s.rssMiB]))
   const writerStats = done.filter((d): d is WriterDone => d !== undefined)
   const logs = summarizeLogs(sut.logFiles)
+  const peak = sampler.peak()
   const result: PeerResult = {
     clientsReplicated: n,
-    rssMiBPeak: round(sampler.peakRssMiB()),
-    rssPeakPhase: phaseAt(sampler.samples.reduce((a, b) => (b.rssMiB > a.rssMiB ? b : a), sampler.samples[0]!)?.t),
+    rssMiBPeak: round(peak?.rssMiB ?? 0),
+    rssPeakPhase: phaseAt(peak?.t),
     rssMiBSteady: round(rssSteady),
     cpuSeconds: round(cpu1 - cpu0, 2),
     cpuPercentOfOneCore: round(((cpu1 - cpu0) / ((steadyEnd - steadyStart) / 1000)) * 100),

@@ -177,7 +177,7 @@ async function runOne(which: Replicator): Promise<Record<string, unknown>> {
     shippedMBPerS: shipS ? round(walBytes / 1e6 / shipS, 2) : null,
     catchUpMsAfterWriterStop: caughtUpAt !== undefined ? round(caughtUpAt - writerStop, 0) : null,
     cpuSeconds: round(cpu1 - cpu0, 2),
-    rssMiBPeak: round(sampler.peakRssMiB(), 1),
+    rssMiBPeak: round(sampler.peak()?.rssMiB ?? 0, 1),
     // Replicator + this process vs everything on the machine, as % of all CPUs: a gap means outside load.
     benchCpuBusyPercent: round(((cpu1 - cpu0 + (harness.user + harness.system) / 1e6) / (os.cpus().length * windowS)) * 100),
     systemCpuBusyPercent: round(systemBusyPercent(sys0, sys1)),

@@ -131,10 +131,10 @@ export class Sampler {
     return this.samples.filter((s) => s.t >= from && s.t <= to)
   }
 
-  /** peakRssMiB is the largest summed RSS seen. */
-  peakRssMiB(): number {
-    let m = 0
-    for (const s of this.samples) if (s.rssMiB > m) m = s.rssMiB
+  /** peak is the sample with the largest summed RSS (the first of equals), or undefined before any sample. */
+  peak(): Sample | undefined {
+    let m: Sample | undefined
+    for (const s of this.samples) if (m === undefined || s.rssMiB > m.rssMiB) m = s
     return m
   }
 }

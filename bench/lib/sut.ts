@@ -52,6 +52,8 @@ export interface Sut {
   readonly port?: number
   /** exits lists every process that has exited so far, expected or not. */
   readonly exits: Exit[]
+  /** anyAlive reports whether some process of the peer has not exited yet. */
+  anyAlive(): boolean
   pids(): number[]
   /** stop sends SIGTERM to every process and waits (SIGKILL after timeoutMs). */
   stop(timeoutMs?: number): Promise<Exit[]>
@@ -91,6 +93,7 @@ function makeSut(peer: PeerName, procs: ChildProcess[], logFiles: string[], port
     logFiles,
     port,
     exits,
+    anyAlive: () => exits.length < procs.length,
     pids: () => procs.map((p) => p.pid).filter((p): p is number => p !== undefined),
     async stop(timeoutMs = 60_000) {
       for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM')
