@@ -192,11 +192,9 @@ export class Manager implements StatusSource {
    */
   #safetyCheck(e: Entry): void {
     const before = e.walSig
-    try {
-      e.walSig = sigOf(fs.statSync(`${e.path}-wal`, { bigint: true }))
-    } catch {
-      return // no WAL: nothing to ship, and the signature stays for when it comes back
-    }
+    const st = walStat(e.path)
+    if (!st) return // no WAL: nothing to ship, and the signature stays for when it comes back
+    e.walSig = sigOf(st)
     if (before !== '' && e.walSig !== before) {
       e.sizesStale = true
       e.replicator?.notify('wal')
@@ -388,13 +386,9 @@ export class Manager implements StatusSource {
     } catch {
       // deleted; reconcile stops it
     }
-    try {
-      const st = fs.statSync(`${e.path}-wal`, { bigint: true })
-      e.walSizeBytes = Number(st.size)
-      e.walSig = sigOf(st)
-    } catch {
-      e.walSizeBytes = 0
-    }
+    const st = walStat(e.path)
+    e.walSizeBytes = st ? Number(st.size) : 0
+    if (st) e.walSig = sigOf(st)
   }
 
   #stop(entry: Entry, reason: string): void {
@@ -531,6 +525,15 @@ export class Manager implements StatusSource {
       }),
     )
     if (failures.length > 0) throw new Error(`final sync failed for ${failures.length} client(s): ${failures.slice(0, 5).join('; ')}`)
+  }
+}
+
+/** walStat stats a database's `-wal` file, or returns undefined when there is none. */
+function walStat(dbPath: string): fs.BigIntStats | undefined {
+  try {
+    return fs.statSync(`${dbPath}-wal`, { bigint: true })
+  } catch {
+    return undefined
   }
 }
 
