@@ -264,10 +264,14 @@ SIGTERM → read the replica back.
   \`j % m\` at \`start + j / (m × rate)\`). The writer reports its commit-latency p99 and how late it ran against
   its schedule, so a saturated writer is visible.
 - **RSS and CPU.** \`/proc/<pid>/status\` VmRSS every 250 ms, summed over the peer's processes; *peak* is the largest
-  sample over the peer's whole life, *steady* the mean over the second half of the load window. CPU is
+  sample over the peer's whole life (\`rssPeakPhase\` names the phase it fell in), *steady* the mean over the second
+  half of the load window. VmRSS counts the pages of the executable and its libraries too, though
+  every process running them shares them. CPU is
   \`utime + stime\` from \`/proc/<pid>/stat\`, summed, over the load window only (the cold start's CPU is reported
   separately as \`coldStartCpuSeconds\`). The harness, the writers and s3rver share the same cores. Objects/PUTs
-  are counted over the same window. To show contention, the writers' and the harness's CPU are reported too, and
+  are counted over the same window, and so are the bytes written to the block device holding the work directory
+  (\`diskWrittenMiB\`, field 7 of \`/sys/dev/block/M:m/stat\`): the whole device, so the writers' own writes and any
+  writeback the peer forces are in it. To show contention, the writers' and the harness's CPU are reported too, and
   the share of the machine busy with the benchmark's processes is set against the share busy with anything
   (\`/proc/stat\`): a large gap means other work on the machine competed with the run.
 - **Replication lag.** On \`--sample\` (50) databases the writer records, for every commit, its ledger
