@@ -69,7 +69,7 @@ interface BenchOptions {
 
 const USAGE = `usage: npm run bench -- --clients N --duration S [--rate TX_PER_S] [--replica file|s3] [--out FILE]
        [--peers ours,litestreamSingleProcess,litestreamPerProcess] [--per-process-max K] [--sample 50]
-       [--discovery 20] [--idle 20] [--idle-settle 10] [--sync-interval 1s] [--writers 2] [--cold-start-timeout 300] [--keep]
+       [--discovery 20] [--idle 30] [--idle-settle 10] [--sync-interval 1s] [--writers 2] [--cold-start-timeout 300] [--keep]
        [--ours-env NAME=VALUE ...] (overrides the environment our executable's first line sets)`
 
 function parseDurationMs(s: string): number | undefined {
@@ -92,7 +92,8 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       'per-process-max': { type: 'string', default: '50' },
       sample: { type: 'string', default: '50' },
       discovery: { type: 'string', default: '20' },
-      idle: { type: 'string', default: '20' },
+      // 30 s: one whole period of the service's reconcile scan, so every idle window holds exactly one.
+      idle: { type: 'string', default: '30' },
       'idle-settle': { type: 'string', default: '10' },
       'sync-interval': { type: 'string', default: '1s' },
       writers: { type: 'string', default: '2' },
