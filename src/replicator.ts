@@ -54,6 +54,23 @@ export const MAX_SEGMENT_BYTES = 16 << 20
 const SNAPSHOT_BUFFER_LIMIT = 32 << 20
 /** Offsets must stay below 4 GiB; keep a margin so the last segment of an index still fits. */
 const OFFSET_LIMIT = MAX_OFFSET - MAX_SEGMENT_BYTES
+/**
+ * HANDOFF_WINDOW_MS bounds how long a pending hand-off keeps our mark raised (#startHandOff): meanwhile the
+ * application's autocheckpoint backfills, and fsyncs, after every commit.
+ */
+const HANDOFF_WINDOW_MS = 250
+/**
+ * HANDOFF_WAL_BYTES is the WAL size past which the replicator hands the WAL to the application for a restart
+ * (#startHandOff). Each hand-off costs a busy application tens of milliseconds of commits that backfill and
+ * fsync, so it is kept for WALs far past the application's own autocheckpoint size: 1,000-frame hand-offs cut
+ * `bench:single` from ~7,300 to ~3,900 tx/s. Without it a continuously written WAL grows until the disk fills.
+ */
+const HANDOFF_WAL_BYTES = 128 << 20
+/**
+ * MAX_HANDOFF_BYTES bounds the unshipped frames a hand-off holds in memory. A replica slower than the application
+ * keeps a backlog; the WAL stays bounded only if the hand-off can take it along.
+ */
+const MAX_HANDOFF_BYTES = 64 << 20
 /** ADVANCE_MIN_MS is the least time between two moves of a held pin to the end of the WAL (#advanceSoon). */
 const ADVANCE_MIN_MS = 25
 
@@ -153,6 +170,21 @@ export class Replicator {
   /** releasedAtIChange is iChange when we last let go for a checkpointer; undefined once re-pinned. */
   #releasedAtIChange: number | undefined
   #wake: (() => void) | null = null
+  /**
+   * heldTail: frames of the current index read into memory at a hand-off (#tryHandOff), which the application's next
+   * transaction may restart the WAL over before a pass ships them.
+   */
+  #heldTail: { readonly offset: number; readonly bytes: Buffer } | null = null
+  /** handOffUntil: while a hand-off is pending (our slot raised), when to give up on it; 0 when none is. */
+  #handOffUntil = 0
+  /** handOffFailed: the last hand-off window closed without one (say, autocheckpoint is off): checkpoint ourselves. */
+  #handOffFailed = false
+  /** handOffIChange: iChange when the pending hand-off started (or was renewed); undefined when unknown. */
+  #handOffIChange: number | undefined
+  /** pendingTail: while a hand-off is pending, the frames from the shipped position on, read so far. */
+  #pendingTail: { offset: number; end: number; checksum: readonly [number, number]; chunks: Buffer[] } | null = null
+  /** handedOff: the WAL's end when we last handed it off, and until when to try again if it does not restart. */
+  #handedOff: { readonly salt1: number; readonly salt2: number; readonly mxFrame: number; readonly until: number } | null = null
   /** advanceTimer and lastAdvanceAt pace the pin's moves to the end of the WAL (#advanceSoon). */
   #advanceTimer: NodeJS.Timeout | null = null
   #lastAdvanceAt = -Infinity
@@ -221,7 +253,9 @@ export class Replicator {
   notify(kind: 'wal' | 'db' = 'wal'): void {
     this.#changeSeq++
     if (this.#dirtySince === null) this.#dirtySince = this.#opts.now()
-    if (kind === 'db') {
+    if (this.#handOffUntil !== 0 && this.#tryHandOff()) {
+      // Handed off: READ(0) alone blocks no checkpointer that has nothing left to backfill.
+    } else if (kind === 'db') {
       // Someone is checkpointing: once caught up, let go of the WAL so their checkpoint need not wait on us.
       this.#urgent = true
       this.#releaseRequested = true
@@ -270,7 +304,8 @@ export class Replicator {
     if (!h?.reading || this.#generation === '' || this.#imaging || this.#closing !== null) return
     this.#lastAdvanceAt = performance.now()
     try {
-      h.advance()
+      if (h.slotHeld) h.advance()
+      else this.#advanceFromZero()
     } catch {
       // SQLITE_BUSY-like: the next event or pass pins again.
     }
@@ -430,6 +465,7 @@ export class Replicator {
       await this.#ship(plan, shm)
       // A pass ships at most MAX_SEGMENT_BYTES per plan: loop until caught up with this pass's index header.
       if (this.#caughtUp(shm) || attempt > 10_000) break
+      this.#handOffIfDue() // a long pass (a slow replica) must not let the WAL grow all the while
     }
     // Caught up: checkpoint, snapshot and retention only run when everything committed is durable.
     await this.#afterShip()
@@ -629,18 +665,21 @@ export class Replicator {
     let tail: Buffer | null = null
     let tailCommits = 0
     let tailChecksum = cur.checksum
+    const held = this.#heldTail
     if (cur.header !== null && cur.offset > 0) {
-      const size = (wal >= 0 ? fs.fstatSync(wal).size : 0)
-      if (size > cur.offset) {
-        const avail = Math.floor((size - cur.offset) / fsz) * fsz
-        const bytes = readAt(wal, cur.offset, Math.min(avail, MAX_SEGMENT_BYTES))
-        if (bytes) {
-          const run = checkFrames(cur.header, cur.checksum, bytes, 0, bytes.length, Infinity)
-          if (run.commitFrames > 0) {
-            tail = bytes.subarray(0, run.commitFrames * fsz)
-            tailCommits = run.commits
-            tailChecksum = run.checksum
-          }
+      // Frames read at a hand-off (#tryHandOff) first: the application may have restarted the WAL over them since.
+      const pre = held !== null && held.offset <= cur.offset && cur.offset < held.offset + held.bytes.length ? held.bytes.subarray(cur.offset - held.offset) : null
+      const from = cur.offset + (pre?.length ?? 0)
+      const size = wal >= 0 ? fs.fstatSync(wal).size : 0
+      const avail = size > from ? Math.floor((size - from) / fsz) * fsz : 0
+      const more = avail > 0 ? readAt(wal, from, Math.min(avail, MAX_SEGMENT_BYTES)) : null
+      const bytes = pre && more ? Buffer.concat([pre, more]) : (pre ?? more)
+      if (bytes) {
+        const run = checkFrames(cur.header, cur.checksum, bytes, 0, bytes.length, Infinity)
+        if (run.commitFrames > 0) {
+          tail = bytes.subarray(0, run.commitFrames * fsz)
+          tailCommits = run.commits
+          tailChecksum = run.checksum
         }
       }
     }
@@ -728,6 +767,7 @@ export class Replicator {
       for (let f = segStart === 0 ? WAL_HEADER_SIZE : 0; f < seg.length; f += fsz) if (seg.readUInt32BE(f + 4) !== 0) commits++
       const info = await this.#opts.client.writeWalSegment(this.#generation, this.#index, segStart, body)
       this.#shipped = { header, offset: segStart + seg.length, checksum }
+      if (this.#heldTail !== null && this.#shipped.offset >= this.#heldTail.offset + this.#heldTail.bytes.length) this.#heldTail = null
       if (this.#iChangeBase !== undefined) this.#iChangeBase = (this.#iChangeBase + commits) >>> 0
       this.#lastSegment = { index: this.#index, offset: segStart, size: info.size }
       this.#publish({ bytesShipped: this.#status.bytesShipped + seg.length, objectsWritten: this.#status.objectsWritten + 1, offset: this.#shipped.offset })
@@ -743,8 +783,9 @@ export class Replicator {
    */
   async #newGeneration(reason: string): Promise<void> {
     const handle = this.#handle!
+    this.#heldTail = null // frames of the old generation: the snapshot covers them
     for (let attempt = 0; ; attempt++) {
-      handle.beginRead()
+      handle.beginReadForImage()
       const shm = this.#readShm()
       if (!shm) throw new ReplicaError('WAL_INVALID', 'wal index (-shm) header unreadable')
       const fsz = frameSize(this.#pageSize)
@@ -853,7 +894,7 @@ export class Replicator {
 
   async #snapshotNow(): Promise<void> {
     const handle = this.#handle!
-    handle.beginRead()
+    handle.beginReadForImage()
     const shm = this.#readShm()
     if (!shm) throw new ReplicaError('WAL_INVALID', 'wal index (-shm) header unreadable')
     const fsz = frameSize(this.#pageSize)
@@ -897,38 +938,212 @@ export class Replicator {
     }
     // Checkpoint our own way: PASSIVE past the threshold, TRUNCATE as the backstop. Never RESTART (K11).
     const shm = this.#readShm()
-    if (shm && this.#caughtUp(shm)) {
-      const walFrames = shm.mxFrame
-      const truncateAt = o.truncatePages > 0 ? Math.min(o.truncatePages, Math.floor((1 << 30) / frameSize(this.#pageSize))) : 0
-      if (truncateAt > 0 && walFrames >= truncateAt) {
-        const r = handle.checkpoint('TRUNCATE')
-        this.#log.info({ mode: 'TRUNCATE', ...r }, 'checkpoint')
-      } else if (o.minCheckpointPages > 0 && walFrames >= o.minCheckpointPages) {
-        const r = handle.checkpoint('PASSIVE')
-        this.#log.debug({ mode: 'PASSIVE', ...r }, 'checkpoint')
-      }
-      this.#log.debug({ pos: this.pos(), release: this.#releaseRequested }, 'caught up')
-      // Caught up. Hold a fresh read transaction, pinned at the current end of the WAL, so an application
-      // checkpoint can backfill everything shipped but cannot restart the WAL under unshipped frames. When the
-      // database file changed (someone checkpoints), let go entirely so a TRUNCATE checkpoint need not wait.
-      if (this.#releaseRequested) {
-        handle.endRead()
+    if (!shm) return
+    if (handle.reading && !handle.slotHeld) {
+      // Handed off (READ(0) alone): kept while the application has not written since, as it then blocks no one
+      // (nothing is left to backfill, and a restart needs no lock of ours). Once it wrote, a slot again.
+      this.#advanceFromZero()
+      if (!handle.slotHeld) {
         this.#releaseRequested = false
-        this.#releasedAtIChange = shm.iChange
-      } else if (this.#releasedAtIChange !== shm.iChange) {
-        // Re-pin at the end (a pin the WAL events kept at the end stays as it is), unless nothing committed since
-        // we let go for a checkpointer: it holds the write lock while it waits for readers, and a later pass (for
-        // events of older writes) must not take the WAL back from it.
-        this.#releasedAtIChange = undefined
-        try {
-          if (handle.reading) handle.advance()
-          else handle.beginRead()
-        } catch {
-          // SQLITE_BUSY: unpinned until the next change; iChange still proves continuity.
-        }
-      } else {
-        handle.endRead()
+        return
       }
+    }
+    if (!this.#caughtUp(shm)) {
+      // Commits arrived while the pass shipped: under continuous writes that is the rule, not the exception. The
+      // hand-off reads them into memory, so it need not wait for a moment with nothing to ship.
+      this.#handOffIfDue()
+      return
+    }
+    const walFrames = shm.mxFrame
+    const truncateAt = o.truncatePages > 0 ? Math.min(o.truncatePages, Math.floor((1 << 30) / frameSize(this.#pageSize))) : 0
+    if (truncateAt > 0 && walFrames >= truncateAt) {
+      const r = handle.checkpoint('TRUNCATE')
+      this.#log.info({ mode: 'TRUNCATE', ...r }, 'checkpoint')
+    } else if (o.minCheckpointPages > 0 && walFrames >= o.minCheckpointPages) {
+      if (!this.#handOffFailed && this.#handOffDue(shm) && this.#startHandOff()) {
+        this.#releaseRequested = false
+        this.#releasedAtIChange = undefined
+        return
+      }
+      if (this.#handOffUntil !== 0) return // pending: raised, the application's checkpoints get there
+      this.#handOffFailed = false
+      const r = handle.checkpoint('PASSIVE')
+      this.#log.debug({ mode: 'PASSIVE', ...r }, 'checkpoint')
+    } else if (this.#handOffUntil !== 0) {
+      this.#abandonHandOff() // the WAL restarted or was truncated meanwhile
+    }
+    this.#log.debug({ pos: this.pos(), release: this.#releaseRequested }, 'caught up')
+    // Caught up. Hold a fresh read transaction, pinned at the current end of the WAL, so an application
+    // checkpoint can backfill everything shipped but cannot restart the WAL under unshipped frames. When the
+    // database file changed (someone checkpoints), let go entirely so a TRUNCATE checkpoint need not wait.
+    if (this.#releaseRequested) {
+      handle.endRead()
+      this.#releaseRequested = false
+      this.#releasedAtIChange = shm.iChange
+    } else if (this.#releasedAtIChange !== shm.iChange) {
+      // Re-pin at the end (a pin the WAL events kept at the end stays as it is), unless nothing committed since
+      // we let go for a checkpointer: it holds the write lock while it waits for readers, and a later pass (for
+      // events of older writes) must not take the WAL back from it.
+      this.#releasedAtIChange = undefined
+      try {
+        if (handle.reading) handle.advance()
+        else handle.beginRead()
+      } catch {
+        // SQLITE_BUSY: unpinned until the next change; iChange still proves continuity.
+      }
+    } else {
+      handle.endRead()
+    }
+  }
+
+  /** handOffDue: the WAL is past HANDOFF_WAL_BYTES and below the TRUNCATE backstop. */
+  #handOffDue(shm: ShmHeader): boolean {
+    const o = this.#opts
+    return WAL_HEADER_SIZE + shm.mxFrame * frameSize(this.#pageSize) >= HANDOFF_WAL_BYTES && (o.truncatePages <= 0 || shm.mxFrame < o.truncatePages)
+  }
+
+  /** handOffIfDue starts a hand-off (or tries a pending one) once the WAL is past HANDOFF_WAL_BYTES. */
+  #handOffIfDue(): void {
+    const o = this.#opts
+    const shm = this.#readShm()
+    if (shm && o.minCheckpointPages > 0 && this.#handOffDue(shm)) this.#startHandOff()
+  }
+
+  /**
+   * startHandOff begins handing a WAL past the checkpoint threshold to the application for a restart (matrix B2,
+   * K12). A writer restarts the WAL only when it is fully backfilled and it can lock every read-mark slot, so a
+   * slot held at all times (ours) would let the WAL grow forever under continuous writes. It raises our slot's mark
+   * above every frame, so that the application's autocheckpoint after its next commit backfills everything while
+   * the WAL still cannot restart; then tryHandOff, on every change notification for up to HANDOFF_WINDOW_MS, looks
+   * for a moment when the WAL is fully backfilled. No checkpoint of ours (an fsync on the event loop), and nothing
+   * here waits on a lock. If the window closes without a hand-off (autocheckpoint off, say), the next pass end
+   * checkpoints itself, as before.
+   */
+  #startHandOff(): boolean {
+    if (this.#handOffUntil !== 0) return this.#tryHandOff()
+    const h = this.#handle!
+    const cur = this.#shipped
+    if (cur.header === null || cur.offset < WAL_HEADER_SIZE || this.#imaging) return false
+    const shm = this.#readShm()
+    if (!shm || shm.salt1 !== cur.header.salt1 || shm.salt2 !== cur.header.salt2) return false
+    if (WAL_HEADER_SIZE + shm.mxFrame * frameSize(this.#pageSize) - cur.offset > MAX_HANDOFF_BYTES / 2) return false // ship first
+    if (!h.raiseMark()) return false // no slot free
+    this.#pendingTail = null
+    this.#handOffUntil = performance.now() + HANDOFF_WINDOW_MS
+    this.#handOffIChange = shm.iChange
+    return false // tryHandOff on the next change: see there
+  }
+
+  /**
+   * tryHandOff completes a pending hand-off if the WAL is fully backfilled right now: take READ(0), which freezes
+   * backfill, check nBackfill == mxFrame, read the frames not yet shipped into memory (#heldTail) and drop the
+   * slot. READ(0) alone then lets the WAL restart exactly once, at the end we hold in memory, and not again until
+   * we take a slot (advance, once the application wrote). The next pass ships the held frames as the end of this
+   * index, then the new incarnation. Past the window it gives up and moves the mark back to the end.
+   */
+  #tryHandOff(): boolean {
+    if (this.#handOffUntil === 0) return false
+    const h = this.#handle
+    if (!h?.raised) {
+      this.#handOffUntil = 0 // the pin moved on (an image, a release): nothing pending any more
+      this.#pendingTail = null
+      return false
+    }
+    const cur = this.#shipped
+    const pre = this.#readShm()
+    if (performance.now() > this.#handOffUntil || cur.header === null || this.#imaging || this.#closing !== null || !this.#readPendingTail(cur, pre)) {
+      this.#abandonHandOff()
+      return false
+    }
+    // A transaction open while we checkpointed took its snapshot before the WAL was fully backfilled, and such a
+    // transaction appends even if we let go now. Wait for a commit: the application's autocheckpoint after it (our
+    // mark is raised) backfills everything, so its next transaction can restart the WAL.
+    if (pre!.iChange === this.#handOffIChange) return false
+    // From here until the slot is dropped the application's commits append instead of restarting the WAL: keep it
+    // to a header read and, at most, the frames of the last commit or two.
+    if (!h.holdZero()) return false // a checkpointer is backfilling right now
+    let handed = false
+    try {
+      const shm = this.#readShm()
+      if (!shm || shm.nBackfill !== shm.mxFrame) return false // committed since: the next checkpoint gets there
+      // A writer whose restart our slot refused reads through a slot from then on and appends whatever we do: wait
+      // for its commit (and the autocheckpoint after it).
+      if (h.othersInWal()) return false
+      if (!this.#readPendingTail(cur, shm)) return false
+      h.dropSlot()
+      handed = true
+    } finally {
+      if (!handed) h.dropZero()
+    }
+    const p = this.#pendingTail!
+    this.#pendingTail = null
+    this.#heldTail = p.end > p.offset ? { offset: p.offset, bytes: p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks) } : null
+    this.#handedOff = { salt1: cur.header.salt1, salt2: cur.header.salt2, mxFrame: (p.end - WAL_HEADER_SIZE) / frameSize(this.#pageSize), until: this.#handOffUntil }
+    this.#handOffUntil = 0
+    this.#log.debug({ frames: this.#handedOff.mxFrame, held: this.#heldTail?.bytes.length ?? 0 }, 'wal handed to the application for a restart')
+    return true
+  }
+
+  /**
+   * readPendingTail reads the committed frames past what it holds (from the shipped position on) into memory while
+   * our slot keeps the WAL from restarting, so that each try of a hand-off reads only what was committed since the
+   * last. False when the frames are not there as the index says (the WAL restarted or was truncated) or past the
+   * memory bound: the hand-off is then abandoned.
+   */
+  #readPendingTail(cur: Shipped, shm: ShmHeader | undefined = this.#readShm()): boolean {
+    const header = cur.header
+    if (!shm || header === null || shm.salt1 !== header.salt1 || shm.salt2 !== header.salt2) return false
+    let p = this.#pendingTail
+    if (p === null || p.end < cur.offset) p = this.#pendingTail = { offset: cur.offset, end: cur.offset, checksum: cur.checksum, chunks: [] }
+    const fsz = frameSize(this.#pageSize)
+    const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
+    if (end <= p.end) return end === p.end
+    if (end - p.offset > MAX_HANDOFF_BYTES) return false
+    const bytes = readAt(this.#walPath, p.end, end - p.end)
+    if (!bytes) return false
+    const run = checkFrames(header, p.checksum, bytes, 0, bytes.length, Infinity)
+    if (run.commitFrames * fsz !== bytes.length) return false
+    p.chunks.push(bytes)
+    p.end = end
+    p.checksum = run.checksum
+    return true
+  }
+
+  /**
+   * advanceFromZero takes a slot again once the application wrote after a hand-off (WalPin.advance). If it
+   * appended instead of restarting the WAL (its transaction took its snapshot before the WAL was fully
+   * backfilled, so it could not restart it), the hand-off is pending again, with a raised mark, until its window
+   * closes.
+   */
+  #advanceFromZero(): void {
+    const h = this.#handle!
+    const shm = this.#readShm()
+    const ho = this.#handedOff
+    if (shm && ho && shm.salt1 === ho.salt1 && shm.salt2 === ho.salt2 && shm.mxFrame === ho.mxFrame) return // not written since
+    this.#handedOff = null
+    if (shm && ho && shm.salt1 === ho.salt1 && shm.salt2 === ho.salt2 && shm.mxFrame > ho.mxFrame && performance.now() < ho.until && h.raiseMark()) {
+      this.#handOffUntil = ho.until
+      this.#handOffIChange = shm.iChange
+      // The frames held at the hand-off are still what the next try needs first (same incarnation).
+      const held = this.#heldTail
+      const fsz = frameSize(this.#pageSize)
+      this.#pendingTail =
+        held && held.bytes.length >= fsz
+          ? { offset: held.offset, end: held.offset + held.bytes.length, checksum: [held.bytes.readUInt32BE(held.bytes.length - fsz + 16), held.bytes.readUInt32BE(held.bytes.length - fsz + 20)], chunks: [held.bytes] }
+          : null
+      return
+    }
+    h.advance()
+  }
+
+  #abandonHandOff(): void {
+    this.#handOffUntil = 0
+    this.#pendingTail = null
+    this.#handOffFailed = true
+    try {
+      this.#handle?.beginReadForImage() // the raised mark back to the end
+    } catch {
+      // no slot free: the raised slot stays, and still keeps the WAL in place
     }
   }
 

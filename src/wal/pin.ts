@@ -14,6 +14,13 @@
  *   backfills past the mark of a slot it cannot take: so no frame is overwritten and the database file does not
  *   move past the mark while we read. Exactly what a SQLite read transaction guarantees, for about two descriptors
  *   of memory instead of a connection's page cache, lookaside and schema.
+ * - For a moment, a slot whose mark is above every frame (raise): a checkpointer then backfills the whole WAL,
+ *   while the slot still keeps the WAL from restarting.
+ * - For the hand-off of a fully backfilled WAL to the application (holdZero, dropSlot; matrix B2): READ(0) alone.
+ *   A checkpointer needs READ(0) exclusively to backfill, so while we hold it nBackfill cannot move; and a WAL
+ *   restarts only when nBackfill equals mxFrame. So with READ(0) alone the WAL can restart at most once, exactly
+ *   at the end it had when backfill froze, and not again until we let go: a complete pin that does not stop the
+ *   application's next transaction from restarting a fully backfilled WAL.
  * @module
  */
 import fs from 'node:fs'
@@ -30,7 +37,10 @@ const READ_LOCK = (i: number): number => SHM_LOCK_BASE + 3 + i
 const SHM_DMS = SHM_LOCK_BASE + 8
 /** WalCkptInfo follows the two 48-byte header copies: nBackfill, then aReadMark[0..4]. */
 const READ_MARK = (i: number): number => 100 + 4 * i
+const NBACKFILL = 96
 const READMARK_NOT_USED = 0xffffffff
+/** HIGH_MARK is a read mark above every frame. No SQLite reader shares a slot whose mark is above mxFrame. */
+const HIGH_MARK = 0xfffffffe
 const NREADER = 5
 const HDR_BYTES = 136
 
@@ -42,6 +52,9 @@ export class WalPin {
   readonly #buf = Buffer.alloc(HDR_BYTES)
   readonly #mark = Buffer.alloc(4)
   #slot = 0
+  /** zero: READ(0) is held (shared); zeroAt is the index's end (salts, mxFrame) when backfill froze. */
+  #zero = false
+  #zeroAt = ''
   /** heldMark is the mark of the slot held, as verified when it was taken (no one can change it while we hold it). */
   #heldMark = 0
   /** lastSlot is the slot held before the last release: claimed again only when no other is free. */
@@ -79,8 +92,13 @@ export class WalPin {
     }
   }
 
-  /** pinned reports whether a read-mark slot is held. */
+  /** pinned reports whether the WAL is held: by a read-mark slot, or by READ(0) alone after a hand-off. */
   get pinned(): boolean {
+    return this.#slot !== 0 || this.#zero
+  }
+
+  /** slotHeld reports whether a read-mark slot READ(1..4) is held. */
+  get slotHeld(): boolean {
     return this.#slot !== 0
   }
 
@@ -88,11 +106,58 @@ export class WalPin {
    * acquire pins the WAL at (at most) its committed end, as walTryBeginRead does: share a slot whose mark is the
    * end, else claim a free slot and set its mark, else share the slot with the largest mark below the end. After
    * locking it re-reads the mark and the salts; a change means a checkpointer or a WAL restart got in between.
-   * Never waits. Keeps an existing pin.
+   * Never waits. Keeps an existing pin (a raised slot, READ(0) alone), unless atEnd asks for a slot with a mark at
+   * the end, as reading the database file needs.
    */
-  acquire(): PinResult {
+  acquire(opts: { readonly atEnd?: boolean } = {}): PinResult {
     if (this.#closed) throw new ReplicaError('CLOSED', 'wal pin is closed')
-    if (this.#slot !== 0) return { pinned: true, slot: this.#slot, mark: this.#heldMark }
+    const atEnd = opts.atEnd === true
+    if (this.#slot !== 0 && (this.#heldMark !== HIGH_MARK || !atEnd)) return { pinned: true, slot: this.#slot, mark: this.#heldMark }
+    if (this.#slot === 0 && this.#zero && !atEnd) return { pinned: true, slot: 0, mark: 0 }
+    return this.#exchange(false)
+  }
+
+  /** raised reports whether the held slot's mark is above every frame (raise). */
+  get raised(): boolean {
+    return this.#slot !== 0 && this.#heldMark === HIGH_MARK
+  }
+
+  /**
+   * raise holds a slot whose mark is above every frame, so a checkpointer backfills the whole WAL while the WAL
+   * still cannot restart. Claims a fresh slot before letting the old one go (never unpinned in between). False
+   * when no slot is free; the pin is then unchanged.
+   */
+  raise(): boolean {
+    if (this.#closed) throw new ReplicaError('CLOSED', 'wal pin is closed')
+    if (this.#slot !== 0 && this.#heldMark === HIGH_MARK) return true
+    return this.#exchange(true).pinned && this.#heldMark === HIGH_MARK
+  }
+
+  /**
+   * exchange takes a new slot (with a high mark, or at the committed end) while still holding whatever is held,
+   * then lets the old slot and READ(0) go. If no slot is free: a raised slot is released and a slot at the end
+   * acquired (a few microseconds unpinned, as SQLite readers are between transactions); otherwise the pin is
+   * left as it was.
+   */
+  #exchange(high: boolean): PinResult {
+    const old = this.#slot
+    const r = this.#acquireSlot(high, old)
+    if (r.pinned) {
+      if (old !== 0) {
+        this.#lastSlot = old
+        setLock(this.shmFd, 'none', READ_LOCK(old), 1)
+      }
+      this.dropZero()
+      return r
+    }
+    this.#slot = old // still held: nothing changed
+    if (high || old === 0) return r // READ(0) alone, if held, stays: it is still a complete pin
+    this.release()
+    return this.#acquireSlot(false, 0)
+  }
+
+  #acquireSlot(high: boolean, keep: number): PinResult {
+    this.#slot = 0
     let reason = 'no read-mark slot available'
     for (let attempt = 0; attempt < 10; attempt++) {
       const hdr = this.#readHeader()
@@ -103,30 +168,36 @@ export class WalPin {
       const { mxFrame, salts } = hdr
       let mxI = 0
       let mxReadMark = 0
-      for (let i = 1; i < NREADER; i++) {
-        const m = this.#buf.readUInt32LE(READ_MARK(i))
-        if (m !== READMARK_NOT_USED && m <= mxFrame && m >= mxReadMark) {
-          mxReadMark = m
-          mxI = i
+      if (!high) {
+        for (let i = 1; i < NREADER; i++) {
+          const m = this.#buf.readUInt32LE(READ_MARK(i))
+          if (i !== keep && m !== READMARK_NOT_USED && m <= mxFrame && m >= mxReadMark) {
+            mxReadMark = m
+            mxI = i
+          }
         }
       }
-      if (mxI === 0 || mxReadMark < mxFrame) {
+      if (high || mxI === 0 || mxReadMark < mxFrame) {
         // Claim the slot we held last only if no other is free: a checkpointer may be waiting (its busy handler
         // retries the lock of that very slot) to move the old mark, and taking it back would starve it.
-        for (const i of this.#claimOrder()) {
+        const mark = high ? HIGH_MARK : mxFrame
+        for (const i of this.#claimOrder(keep)) {
           if (!setLock(this.shmFd, 'write', READ_LOCK(i), 1)) continue
-          this.#mark.writeUInt32LE(mxFrame, 0)
+          this.#mark.writeUInt32LE(mark, 0)
           try {
             fs.writeSync(this.shmFd, this.#mark, 0, 4, READ_MARK(i))
           } finally {
             setLock(this.shmFd, 'none', READ_LOCK(i), 1)
           }
           mxI = i
-          mxReadMark = mxFrame
+          mxReadMark = mark
           break
         }
       }
-      if (mxI === 0) continue
+      if (mxI === 0) {
+        if (high) break
+        continue
+      }
       if (!setLock(this.shmFd, 'read', READ_LOCK(mxI), 1)) {
         reason = `read-mark slot ${mxI} is being changed`
         continue
@@ -144,20 +215,69 @@ export class WalPin {
   }
 
   /**
-   * advance re-pins at the committed end if the held mark is behind it: release, then acquire, which claims a
-   * slot other than the one just released when one is free. Returns the new state.
+   * advance re-pins at the committed end if the held mark is behind it (a raised mark never is), claiming a slot
+   * other than the one held when one is free. With READ(0) alone it takes a slot only once the index moved since backfill froze (the
+   * application wrote: the WAL restarted, or it appended and cannot restart until backfill resumes). Returns the
+   * new state.
    */
   advance(): PinResult {
-    if (this.#slot === 0) return this.acquire()
-    const hdr = this.#readHeader() // also reads the read marks into #buf: no second pread for ours
-    const mark = this.#buf.readUInt32LE(READ_MARK(this.#slot))
-    if (hdr && mark >= hdr.mxFrame) return { pinned: true, slot: this.#slot, mark }
+    if (this.#slot === 0) {
+      if (!this.#zero) return this.acquire()
+      const hdr = this.#readHeader()
+      if (hdr && `${hdr.salts}:${hdr.mxFrame}` === this.#zeroAt) return { pinned: true, slot: 0, mark: 0 }
+      return this.acquire({ atEnd: true })
+    }
+    const hdr = this.#readHeader()
+    const mark = this.#heldMark
+    if (hdr && mark >= hdr.mxFrame) return { pinned: true, slot: this.#slot, mark } // a raised mark stays
     this.release()
     return this.acquire()
   }
 
-  /** release lets go of the read-mark slot, if held; the database and dead-man-switch locks stay. */
+  /**
+   * holdZero takes READ(0) shared alongside the held slot: from then on no checkpointer can backfill. Returns
+   * the index header read after locking (salts, mxFrame, nBackfill), or undefined when a checkpointer is
+   * backfilling right now or the header is unreadable (READ(0) is then not held).
+   */
+  holdZero(): { readonly mxFrame: number; readonly nBackfill: number; readonly salts: string } | undefined {
+    if (this.#closed || this.#zero) return undefined
+    if (!setLock(this.shmFd, 'read', READ_LOCK(0), 1)) return undefined
+    const hdr = this.#readHeader()
+    if (!hdr) {
+      setLock(this.shmFd, 'none', READ_LOCK(0), 1)
+      return undefined
+    }
+    this.#zero = true
+    this.#zeroAt = `${hdr.salts}:${hdr.mxFrame}`
+    return { ...hdr, nBackfill: this.#buf.readUInt32LE(NBACKFILL) }
+  }
+
+  /**
+   * othersInWal reports whether another connection holds one of READ(1..4): a reader or writer using the WAL, such
+   * as a writer whose restart our slot has just refused (it reads through a slot from then on, and appends).
+   */
+  othersInWal(): boolean {
+    return probeLock(this.shmFd, READ_LOCK(1), NREADER - 1) !== 'none'
+  }
+
+  /** dropSlot lets go of the slot while READ(0) is held: the application's next write may restart the WAL. */
+  dropSlot(): void {
+    if (this.#slot === 0 || !this.#zero) return
+    this.#lastSlot = this.#slot
+    setLock(this.shmFd, 'none', READ_LOCK(this.#slot), 1)
+    this.#slot = 0
+  }
+
+  /** dropZero lets go of READ(0), if held. */
+  dropZero(): void {
+    if (!this.#zero) return
+    this.#zero = false
+    setLock(this.shmFd, 'none', READ_LOCK(0), 1)
+  }
+
+  /** release lets go of the read-mark slot and READ(0), if held; the database and dead-man-switch locks stay. */
   release(): void {
+    this.dropZero()
     if (this.#slot === 0) return
     const slot = this.#slot
     this.#lastSlot = slot
@@ -170,6 +290,7 @@ export class WalPin {
     if (this.#closed) return
     this.#closed = true
     this.#slot = 0
+    this.#zero = false
     try {
       fs.closeSync(this.shmFd)
     } finally {
@@ -177,10 +298,11 @@ export class WalPin {
     }
   }
 
-  #claimOrder(): number[] {
+  /** claimOrder lists the slots to try claiming: never keep (held), the last one released only at the end. */
+  #claimOrder(keep: number): number[] {
     const order: number[] = []
-    for (let i = 1; i < NREADER; i++) if (i !== this.#lastSlot) order.push(i)
-    if (this.#lastSlot !== 0) order.push(this.#lastSlot)
+    for (let i = 1; i < NREADER; i++) if (i !== this.#lastSlot && i !== keep) order.push(i)
+    if (this.#lastSlot !== 0 && this.#lastSlot !== keep) order.push(this.#lastSlot)
     return order
   }
 

@@ -129,15 +129,54 @@ export class SqliteHandle {
     return this.#pin.shmFd
   }
 
-  /** reading reports whether the WAL is pinned. */
+  /** reading reports whether the WAL is pinned (by a slot, or by READ(0) alone after a hand-off). */
   get reading(): boolean {
     return this.#pin.pinned
+  }
+
+  /** slotHeld reports whether a read-mark slot is held (not READ(0) alone). */
+  get slotHeld(): boolean {
+    return this.#pin.slotHeld
   }
 
   /** beginRead pins the WAL at its committed end (or keeps the pin). Throws BUSY when it cannot right now. */
   beginRead(): void {
     const r = this.#pin.acquire()
     if (!r.pinned) throw new ReplicaError('BUSY', `${this.#path}: cannot pin the wal: ${r.reason}`)
+  }
+
+  /**
+   * beginReadForImage pins with a read-mark slot at the committed end, as a SQLite reader does, so that neither a
+   * checkpointer nor a WAL restart moves what a snapshot image reads. Throws BUSY when it cannot right now.
+   */
+  beginReadForImage(): void {
+    const r = this.#pin.acquire({ atEnd: true })
+    if (!r.pinned || r.slot === 0) throw new ReplicaError('BUSY', `${this.#path}: cannot pin the wal: ${r.pinned ? 'no read-mark slot free' : r.reason}`)
+  }
+
+  /** raiseMark, raised, holdZero, dropSlot, dropZero: the steps of the hand-off of a fully backfilled WAL (WalPin). */
+  raiseMark(): boolean {
+    return this.#pin.raise()
+  }
+
+  get raised(): boolean {
+    return this.#pin.raised
+  }
+
+  holdZero(): ReturnType<WalPin['holdZero']> {
+    return this.#pin.holdZero()
+  }
+
+  othersInWal(): boolean {
+    return this.#pin.othersInWal()
+  }
+
+  dropSlot(): void {
+    this.#pin.dropSlot()
+  }
+
+  dropZero(): void {
+    this.#pin.dropZero()
   }
 
   /** advance moves a held pin to the current end of the WAL when its mark is behind. Unpinned if that fails. */
@@ -168,9 +207,12 @@ export class SqliteHandle {
     }
   }
 
-  /** checkpoint releases the pin and runs `PRAGMA wal_checkpoint(mode)` on a short-lived connection, never waiting. */
-  checkpoint(mode: 'PASSIVE' | 'TRUNCATE'): { busy: boolean; log: number; checkpointed: number } {
-    this.endRead()
+  /**
+   * checkpoint runs `PRAGMA wal_checkpoint(mode)` on a short-lived connection, never waiting. It releases the pin
+   * first unless keepPin (a raised mark lets a PASSIVE checkpoint backfill everything while the WAL stays put).
+   */
+  checkpoint(mode: 'PASSIVE' | 'TRUNCATE', opts: { readonly keepPin?: boolean } = {}): { busy: boolean; log: number; checkpointed: number } {
+    if (opts.keepPin !== true) this.endRead()
     const db = connect(this.#path)
     try {
       const row = db.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number }

@@ -179,3 +179,69 @@ test('pins of two handles share or claim read-mark slots and both hold', async (
   assert.deepEqual([r2.busy, r2.log], [0, 0])
   await app.close()
 })
+
+test('B2 hand-off: a raised mark lets a checkpointer backfill everything; READ(0) alone lets the next write restart the WAL once and freezes backfill', async (t) => {
+  const file = path.join(tmpDir(t), 'd.db')
+  const app = startApp(t, file)
+  await app.run('insert 20')
+  const h = SqliteHandle.open(file)
+  t.after(() => h.close())
+  await app.run('insert 10')
+  const held = (await app.run('checkpoint PASSIVE')) as { log: number; checkpointed: number }
+  assert.ok(held.checkpointed < held.log, 'a mark at the end held when the rows were written stops backfill there')
+  assert.equal(h.raiseMark(), true)
+  assert.equal(h.slotHeld, true)
+  const r = (await app.run('checkpoint PASSIVE')) as { log: number; checkpointed: number }
+  assert.equal(r.checkpointed, r.log, 'a checkpointer backfills past a raised mark')
+  const trunc = (await app.run('checkpoint TRUNCATE')) as { busy: number }
+  assert.equal(trunc.busy, 1, 'but the slot still keeps the WAL from restarting')
+  const st = h.holdZero()!
+  assert.equal(st.nBackfill, st.mxFrame)
+  h.dropSlot()
+  assert.equal(h.reading, true, 'READ(0) alone still counts as pinned')
+  assert.equal(h.slotHeld, false)
+  h.advance()
+  assert.equal(h.slotHeld, false, 'advance keeps READ(0) alone while the application has not written')
+  const before = salts(file).split(':')
+  await app.run('insert 5')
+  const after = salts(file).split(':')
+  assert.notDeepEqual(after.slice(0, 2), before.slice(0, 2), 'the application restarted the WAL')
+  assert.ok(Number(after[2]) < Number(before[2]), 'from its start')
+  const frozen = (await app.run('checkpoint PASSIVE')) as { log: number; checkpointed: number }
+  assert.ok(frozen.log > 0)
+  assert.equal(frozen.checkpointed, 0, 'READ(0) keeps the new frames from being backfilled (so no second restart)')
+  h.advance() // the application wrote: a slot at the end, then READ(0) let go
+  assert.equal(h.slotHeld, true)
+  const freed = (await app.run('checkpoint PASSIVE')) as { log: number; checkpointed: number }
+  assert.equal(freed.checkpointed, freed.log)
+  const blocked = (await app.run('checkpoint TRUNCATE')) as { busy: number }
+  assert.equal(blocked.busy, 1, 'the slot keeps the new incarnation from restarting')
+  assert.equal(await app.run('integrity'), 'ok')
+  await app.close()
+})
+
+test('B2 hand-off: READ(0) alone blocks the restart of a WAL the application appended to after backfill froze', async (t) => {
+  const file = path.join(tmpDir(t), 'e.db')
+  const app = startApp(t, file)
+  await app.run('insert 20')
+  const h = SqliteHandle.open(file)
+  t.after(() => h.close())
+  assert.equal(h.raiseMark(), true)
+  await app.run('checkpoint PASSIVE')
+  const st = h.holdZero()!
+  assert.equal(st.nBackfill, st.mxFrame)
+  // The application appends while we still hold the slot (as a transaction begun before the hand-off would).
+  await app.run('insert 3')
+  h.dropSlot()
+  const before = salts(file)
+  await app.run('checkpoint PASSIVE')
+  const trunc = (await app.run('checkpoint TRUNCATE')) as { busy: number; checkpointed: number; log: number }
+  assert.equal(trunc.busy, 1, 'not fully backfilled, and backfill is frozen: no restart')
+  await app.run('insert 2')
+  assert.equal(salts(file).split(':').slice(0, 2).join(':'), before.split(':').slice(0, 2).join(':'), 'the WAL did not restart')
+  assert.ok(Number(salts(file).split(':')[2]) > Number(before.split(':')[2]), 'it grew instead')
+  h.beginReadForImage()
+  assert.equal(h.slotHeld, true)
+  assert.equal(await app.run('integrity'), 'ok')
+  await app.close()
+})
