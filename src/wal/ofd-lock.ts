@@ -4,18 +4,24 @@
  * take part in SQLite's locking protocol like any SQLite connection. Unlike POSIX locks they belong to the
  * descriptor, not the process: closing some other descriptor of the same file (a short-lived better-sqlite3
  * connection, say) does not drop them. The engine's only importer of koffi (the file replica binds syncfs with it too).
+ *
+ * Also the two waits of the WAL hand-off worker (handoff-worker.ts), which block its thread, never the event loop:
+ * `waitLock` (F_OFD_SETLKW) and an inotify descriptor polled for the database file's IN_MODIFY.
  * @module
  */
+import fs from 'node:fs'
 import koffi from 'koffi'
 import { ReplicaError } from '../errors.js'
 
 const F_OFD_GETLK = 36
 const F_OFD_SETLK = 37
+const F_OFD_SETLKW = 38
 const F_RDLCK = 0
 const F_WRLCK = 1
 const F_UNLCK = 2
 const EAGAIN = 11
 const EACCES = 13
+const EINTR = 4
 
 /** LockKind names the lock a call asks for or reports. */
 export type LockKind = 'read' | 'write' | 'none'
@@ -31,6 +37,14 @@ interface Flock {
 }
 
 let fcntl: ((fd: number, cmd: number, ...args: unknown[]) => number) | undefined
+let inotify:
+  | {
+      readonly init1: (flags: number) => number
+      readonly addWatch: (fd: number, path: string, mask: number) => number
+      readonly poll: (fds: unknown, nfds: number, timeout: number) => number
+      readonly close: (fd: number) => number
+    }
+  | undefined
 
 function bind(): NonNullable<typeof fcntl> {
   if (fcntl) return fcntl
@@ -53,6 +67,87 @@ export function setLock(fd: number, kind: LockKind, start: number, len: number):
   const errno = koffi.errno()
   if (errno === EAGAIN || errno === EACCES) return false
   throw new ReplicaError('LOCK_FAILED', `fcntl(F_OFD_SETLK, ${kind}, ${start}+${len}) failed with errno ${errno}`)
+}
+
+/**
+ * waitLock takes the lock on bytes [start, start+len) of fd, blocking the calling thread until no other owner holds
+ * a conflicting one (F_OFD_SETLKW). Only for a worker thread: it would freeze the event loop.
+ */
+export function waitLock(fd: number, kind: Exclude<LockKind, 'none'>, start: number, len: number): void {
+  const f = bind()
+  const lk: Flock = { l_type: TYPE[kind], l_whence: 0, l_start: start, l_len: len, l_pid: 0 }
+  for (;;) {
+    if (f(fd, F_OFD_SETLKW, 'lsm_flock *', lk) === 0) return
+    const errno = koffi.errno()
+    if (errno !== EINTR) throw new ReplicaError('LOCK_FAILED', `fcntl(F_OFD_SETLKW, ${kind}, ${start}+${len}) failed with errno ${errno}`)
+  }
+}
+
+const IN_MODIFY = 0x2
+const IN_NONBLOCK = 0o4000
+const IN_CLOEXEC = 0o2000000
+const POLLIN = 0x1
+
+function bindInotify(): NonNullable<typeof inotify> {
+  if (inotify) return inotify
+  bind()
+  const lib = koffi.load(null)
+  koffi.struct('lsm_pollfd', { fd: 'int', events: 'short', revents: 'short' })
+  inotify = {
+    init1: lib.func('int inotify_init1(int flags)') as unknown as (flags: number) => number,
+    addWatch: lib.func('int inotify_add_watch(int fd, const char *path, uint32_t mask)') as unknown as (fd: number, path: string, mask: number) => number,
+    poll: lib.func('int poll(_Inout_ lsm_pollfd *fds, unsigned long nfds, int timeout)') as unknown as (fds: unknown, nfds: number, timeout: number) => number,
+    close: lib.func('int close(int fd)') as unknown as (fd: number) => number,
+  }
+  return inotify
+}
+
+/**
+ * watchModify returns a non-blocking inotify descriptor that becomes readable when path is written (IN_MODIFY).
+ * The caller closes it with closeWatch (not fs.closeSync: Node did not open it, and says so in a worker).
+ */
+export function watchModify(path: string): number {
+  const n = bindInotify()
+  const fd = n.init1(IN_NONBLOCK | IN_CLOEXEC)
+  if (fd < 0) throw new ReplicaError('LOCK_FAILED', `inotify_init1 failed with errno ${koffi.errno()}`)
+  if (n.addWatch(fd, path, IN_MODIFY) < 0) {
+    const errno = koffi.errno()
+    n.close(fd)
+    throw new ReplicaError('LOCK_FAILED', `inotify_add_watch(${path}) failed with errno ${errno}`)
+  }
+  return fd
+}
+
+/** closeWatch closes a descriptor from watchModify. */
+export function closeWatch(fd: number): void {
+  bindInotify().close(fd)
+}
+
+/** waitReadable blocks the calling thread until fd is readable or timeoutMs passed; true if readable. */
+export function waitReadable(fd: number, timeoutMs: number): boolean {
+  const n = bindInotify()
+  const pfd = { fd, events: POLLIN, revents: 0 }
+  const r = n.poll(pfd, 1, Math.max(0, Math.ceil(timeoutMs)))
+  if (r < 0) {
+    const errno = koffi.errno()
+    if (errno === EINTR) return false
+    throw new ReplicaError('LOCK_FAILED', `poll failed with errno ${errno}`)
+  }
+  return r > 0 && (pfd.revents & POLLIN) !== 0
+}
+
+const drainBuf = Buffer.alloc(4096)
+
+/** drain reads everything queued on a non-blocking descriptor (the events of watchModify). */
+export function drain(fd: number): void {
+  for (;;) {
+    try {
+      if (fs.readSync(fd, drainBuf, 0, drainBuf.length, null) <= 0) return
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return
+      throw err
+    }
+  }
 }
 
 /** probeLock reports the strongest lock another owner holds that would conflict with a write lock on the range. */

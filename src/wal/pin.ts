@@ -25,7 +25,7 @@
  */
 import fs from 'node:fs'
 import { ReplicaError } from '../errors.js'
-import { probeLock, setLock } from './ofd-lock.js'
+import { probeLock, setLock, waitLock } from './ofd-lock.js'
 
 /** Database-file lock bytes of SQLite's unix VFS (os_unix.c). */
 const PENDING_BYTE = 0x40000000
@@ -35,6 +35,7 @@ const SHARED_SIZE = 510
 const SHM_LOCK_BASE = 120
 const READ_LOCK = (i: number): number => SHM_LOCK_BASE + 3 + i
 const SHM_DMS = SHM_LOCK_BASE + 8
+const WRITE_LOCK = SHM_LOCK_BASE
 /** WalCkptInfo follows the two 48-byte header copies: nBackfill, then aReadMark[0..4]. */
 const READ_MARK = (i: number): number => 100 + 4 * i
 const NBACKFILL = 96
@@ -46,6 +47,18 @@ const HDR_BYTES = 136
 
 /** PinResult says what acquire achieved: the slot and mark held, or why not. */
 export type PinResult = { readonly pinned: true; readonly slot: number; readonly mark: number } | { readonly pinned: false; readonly reason: string }
+
+/**
+ * PinState is what a WalPin holds, so that a hand-off worker (handoff-worker.ts) can take the pin over on the same
+ * descriptors (WalPin.borrow) and hand it back (adopt). Locks belong to the open file description, not the thread.
+ */
+export interface PinState {
+  readonly slot: number
+  readonly mark: number
+  readonly zero: boolean
+  readonly zeroAt: string
+  readonly lastSlot: number
+}
 
 /** WalPin owns a descriptor on the database file and one on its `-shm` file, and the locks described above. */
 export class WalPin {
@@ -61,10 +74,39 @@ export class WalPin {
   #lastSlot = 0
   #closed = false
 
+  /** borrowed: the descriptors belong to another WalPin (borrow); close never closes them. */
+  #borrowed = false
+
   private constructor(
     readonly dbFd: number,
     readonly shmFd: number,
   ) {}
+
+  /**
+   * borrow makes a WalPin over another pin's descriptors, in the state that pin handed over (state()). The owner
+   * must not use its locks until it adopts the state back. close() of a borrowed pin closes nothing.
+   */
+  static borrow(dbFd: number, shmFd: number, state: PinState): WalPin {
+    const p = new WalPin(dbFd, shmFd)
+    p.#borrowed = true
+    p.adopt(state)
+    return p
+  }
+
+  /** state is what this pin holds, to hand to a borrower. */
+  state(): PinState {
+    return { slot: this.#slot, mark: this.#heldMark, zero: this.#zero, zeroAt: this.#zeroAt, lastSlot: this.#lastSlot }
+  }
+
+  /** adopt takes back the state a borrower left the locks in. */
+  adopt(s: PinState): void {
+    if (this.#closed) throw new ReplicaError('CLOSED', 'wal pin is closed')
+    this.#slot = s.slot
+    this.#heldMark = s.mark
+    this.#zero = s.zero
+    this.#zeroAt = s.zeroAt
+    this.#lastSlot = s.lastSlot
+  }
 
   /**
    * open takes the database SHARED lock and the index's dead-man switch. The caller must hold a SQLite
@@ -253,11 +295,34 @@ export class WalPin {
   }
 
   /**
+   * holdZeroWait is holdZero that waits while a checkpointer holds READ(0) exclusively (it backfills), blocking the
+   * calling thread: for the hand-off worker only. The header is read right after the lock is granted, that is
+   * right after the checkpointer set nBackfill, synced and let go.
+   */
+  holdZeroWait(): { readonly mxFrame: number; readonly nBackfill: number; readonly salts: string; readonly iChange: number } | undefined {
+    if (this.#closed || this.#zero) return undefined
+    waitLock(this.shmFd, 'read', READ_LOCK(0), 1)
+    const hdr = this.#readHeader()
+    if (!hdr) {
+      setLock(this.shmFd, 'none', READ_LOCK(0), 1)
+      return undefined
+    }
+    this.#zero = true
+    this.#zeroAt = `${hdr.salts}:${hdr.mxFrame}`
+    return { ...hdr, nBackfill: this.#buf.readUInt32LE(NBACKFILL), iChange: this.#buf.readUInt32LE(8) }
+  }
+
+  /**
    * othersInWal reports whether another connection holds one of READ(1..4): a reader or writer using the WAL, such
    * as a writer whose restart our slot has just refused (it reads through a slot from then on, and appends).
    */
   othersInWal(): boolean {
     return probeLock(this.shmFd, READ_LOCK(1), NREADER - 1) !== 'none'
+  }
+
+  /** writerActive reports whether a connection holds the WAL write lock right now (a write transaction is open). */
+  writerActive(): boolean {
+    return probeLock(this.shmFd, WRITE_LOCK, 1) !== 'none'
   }
 
   /** dropSlot lets go of the slot while READ(0) is held: the application's next write may restart the WAL. */
@@ -266,6 +331,18 @@ export class WalPin {
     this.#lastSlot = this.#slot
     setLock(this.shmFd, 'none', READ_LOCK(this.#slot), 1)
     this.#slot = 0
+  }
+
+  /**
+   * forget lets go of READ(0..4), whatever this descriptor holds of them, for when the state is unknown (a hand-off
+   * worker died mid-job). Unlocking a byte range we do not hold is a no-op.
+   */
+  forget(): void {
+    if (this.#closed) return
+    if (this.#slot !== 0) this.#lastSlot = this.#slot
+    this.#slot = 0
+    this.#zero = false
+    setLock(this.shmFd, 'none', READ_LOCK(0), NREADER)
   }
 
   /** dropZero lets go of READ(0), if held. */
@@ -291,6 +368,7 @@ export class WalPin {
     this.#closed = true
     this.#slot = 0
     this.#zero = false
+    if (this.#borrowed) return
     try {
       fs.closeSync(this.shmFd)
     } finally {

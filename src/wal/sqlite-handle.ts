@@ -7,7 +7,7 @@
 import fs from 'node:fs'
 import Database from 'better-sqlite3'
 import { ReplicaError, type ErrorCode } from '../errors.js'
-import { WalPin } from './pin.js'
+import { WalPin, type PinState } from './pin.js'
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1')
 
@@ -177,6 +177,19 @@ export class SqliteHandle {
 
   dropZero(): void {
     this.#pin.dropZero()
+  }
+
+  /** pinState, adoptPin, forgetPin: lend the pin's locks to a hand-off worker and take them back (WalPin). */
+  pinState(): PinState {
+    return this.#pin.state()
+  }
+
+  adoptPin(s: PinState): void {
+    this.#pin.adopt(s)
+  }
+
+  forgetPin(): void {
+    this.#pin.forget()
   }
 
   /** advance moves a held pin to the current end of the WAL when its mark is behind. Unpinned if that fails. */
