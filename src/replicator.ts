@@ -24,6 +24,7 @@ import type { ReplicaClient } from './replica-client.js'
 import type { Pos, ReplicatorStatus } from './types.js'
 export type { ReplicatorState, ReplicatorStatus } from './types.js'
 import { checkFrames, frameSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from './wal/format.js'
+import { handOff, type HandOffResult } from './wal/handoff.js'
 import { imageChunks, imageStream, type PageOverlay } from './wal/image.js'
 import { readShmHeader, type ShmHeader } from './wal/shm.js'
 import { checkDbFile, SqliteHandle } from './wal/sqlite-handle.js'
@@ -55,17 +56,18 @@ const SNAPSHOT_BUFFER_LIMIT = 32 << 20
 /** Offsets must stay below 4 GiB; keep a margin so the last segment of an index still fits. */
 const OFFSET_LIMIT = MAX_OFFSET - MAX_SEGMENT_BYTES
 /**
- * HANDOFF_WINDOW_MS bounds how long a pending hand-off keeps our mark raised (#startHandOff): meanwhile the
- * application's autocheckpoint backfills, and fsyncs, after every commit.
+ * HANDOFF_WINDOW_MS bounds how long a hand-off keeps our mark raised (#handOff): meanwhile the application's
+ * autocheckpoint backfills, and fsyncs, after every commit. The worker usually lands it at the first checkpoint.
  */
 const HANDOFF_WINDOW_MS = 250
+/** HANDOFF_RETRY_MS: after a hand-off that did not land, the least time before the next try (#handOff). */
+const HANDOFF_RETRY_MS = 1000
 /**
  * HANDOFF_WAL_BYTES is the WAL size past which the replicator hands the WAL to the application for a restart
- * (#startHandOff). Each hand-off costs a busy application tens of milliseconds of commits that backfill and
- * fsync, so it is kept for WALs far past the application's own autocheckpoint size: 1,000-frame hand-offs cut
- * `bench:single` from ~7,300 to ~3,900 tx/s. Without it a continuously written WAL grows until the disk fills.
+ * (#handOff). Without it a continuously written WAL grows until the disk fills (matrix B2). Set by measurement:
+ * see docs/decisions/0003 (addendum).
  */
-const HANDOFF_WAL_BYTES = 128 << 20
+const HANDOFF_WAL_BYTES = 16 << 20
 /**
  * MAX_HANDOFF_BYTES bounds the unshipped frames a hand-off holds in memory. A replica slower than the application
  * keeps a backlog; the WAL stays bounded only if the hand-off can take it along.
@@ -115,7 +117,13 @@ interface ReadWal {
 }
 
 type Plan =
-  | { readonly kind: 'ship'; readonly tail: Buffer | null; readonly tailCommits: number; readonly tailChecksum: readonly [number, number]; readonly next: NextIncarnation | null }
+  | {
+      readonly kind: 'ship'
+      readonly tail: Buffer | null
+      readonly tailCommits: number
+      readonly tailChecksum: readonly [number, number]
+      readonly next: NextIncarnation | null
+    }
   | { readonly kind: 'new-generation'; readonly reason: string }
   | { readonly kind: 'retry'; readonly reason: string }
 
@@ -171,20 +179,23 @@ export class Replicator {
   #releasedAtIChange: number | undefined
   #wake: (() => void) | null = null
   /**
-   * heldTail: frames of the current index read into memory at a hand-off (#tryHandOff), which the application's next
-   * transaction may restart the WAL over before a pass ships them.
+   * heldTail: frames of the current index copied at a hand-off (#handOff) into an unlinked file (fd; WAL bytes
+   * [offset, offset + length) at [0, length)), which the application's next transaction may restart the WAL over
+   * before a pass ships them. Read and validated like the WAL itself.
    */
-  #heldTail: { readonly offset: number; readonly bytes: Buffer } | null = null
-  /** handOffUntil: while a hand-off is pending (our slot raised), when to give up on it; 0 when none is. */
-  #handOffUntil = 0
-  /** handOffFailed: the last hand-off window closed without one (say, autocheckpoint is off): checkpoint ourselves. */
-  #handOffFailed = false
-  /** handOffIChange: iChange when the pending hand-off started (or was renewed); undefined when unknown. */
-  #handOffIChange: number | undefined
-  /** pendingTail: while a hand-off is pending, the frames from the shipped position on, read so far. */
-  #pendingTail: { offset: number; end: number; checksum: readonly [number, number]; chunks: Buffer[] } | null = null
-  /** handedOff: the WAL's end when we last handed it off, and until when to try again if it does not restart. */
-  #handedOff: { readonly salt1: number; readonly salt2: number; readonly mxFrame: number; readonly until: number } | null = null
+  #heldTail: { readonly offset: number; readonly fd: number; readonly length: number } | null = null
+  /**
+   * handOffJob: a hand-off worker holds the pin's locks (src/wal/handoff.ts) until this settles; nothing else may
+   * take or release a lock of the pin meanwhile, and the descriptors must stay open.
+   */
+  #handOffJob: Promise<unknown> | null = null
+  /**
+   * handOffRetryAt: after a hand-off that did not land (say, autocheckpoint is off), the next is not tried before
+   * then (performance.now()); caught-up passes checkpoint PASSIVE themselves meanwhile, as without hand-offs.
+   */
+  #handOffRetryAt = 0
+  /** handedOff: the WAL's end when we last handed it off. */
+  #handedOff: { readonly salt1: number; readonly salt2: number; readonly mxFrame: number } | null = null
   /** advanceTimer and lastAdvanceAt pace the pin's moves to the end of the WAL (#advanceSoon). */
   #advanceTimer: NodeJS.Timeout | null = null
   #lastAdvanceAt = -Infinity
@@ -253,8 +264,9 @@ export class Replicator {
   notify(kind: 'wal' | 'db' = 'wal'): void {
     this.#changeSeq++
     if (this.#dirtySince === null) this.#dirtySince = this.#opts.now()
-    if (this.#handOffUntil !== 0 && this.#tryHandOff()) {
-      // Handed off: READ(0) alone blocks no checkpointer that has nothing left to backfill.
+    if (this.#handOffJob !== null) {
+      // A hand-off worker holds the pin: the pass that started it runs again when it is done.
+      if (kind === 'db') this.#urgent = true
     } else if (kind === 'db') {
       // Someone is checkpointing: once caught up, let go of the WAL so their checkpoint need not wait on us.
       this.#urgent = true
@@ -301,7 +313,7 @@ export class Replicator {
 
   #advanceNow(): void {
     const h = this.#handle
-    if (!h?.reading || this.#generation === '' || this.#imaging || this.#closing !== null) return
+    if (!h?.reading || this.#generation === '' || this.#imaging || this.#closing !== null || this.#handOffJob !== null) return
     this.#lastAdvanceAt = performance.now()
     try {
       if (h.slotHeld) h.advance()
@@ -465,7 +477,7 @@ export class Replicator {
       await this.#ship(plan, shm)
       // A pass ships at most MAX_SEGMENT_BYTES per plan: loop until caught up with this pass's index header.
       if (this.#caughtUp(shm) || attempt > 10_000) break
-      this.#handOffIfDue() // a long pass (a slow replica) must not let the WAL grow all the while
+      await this.#handOffIfDue() // a long pass (a slow replica) must not let the WAL grow all the while
     }
     // Caught up: checkpoint, snapshot and retention only run when everything committed is durable.
     await this.#afterShip()
@@ -637,6 +649,10 @@ export class Replicator {
       const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
       if (end < cur.offset) return { kind: 'new-generation', reason: 'wal truncated by another process' }
       if (end === cur.offset) return { kind: 'ship', tail: null, tailCommits: 0, tailChecksum: cur.checksum, next: null }
+      // Handed off, and not restarted yet: the application may restart the WAL over these frames at any moment, so
+      // ship the copy taken at the hand-off.
+      const held = this.#readHeld(wh, cur)
+      if (held !== undefined) return held ?? { kind: 'new-generation', reason: 'frames held at the hand-off do not continue the shipped position' }
       const start = Math.max(cur.offset, WAL_HEADER_SIZE)
       // Read at most MAX_SEGMENT_BYTES per pass (more only for one huge transaction); sync() loops until caught up.
       const seed = cur.offset <= WAL_HEADER_SIZE ? wh.checksum : cur.checksum
@@ -667,18 +683,24 @@ export class Replicator {
     let tailChecksum = cur.checksum
     const held = this.#heldTail
     if (cur.header !== null && cur.offset > 0) {
-      // Frames read at a hand-off (#tryHandOff) first: the application may have restarted the WAL over them since.
-      const pre = held !== null && held.offset <= cur.offset && cur.offset < held.offset + held.bytes.length ? held.bytes.subarray(cur.offset - held.offset) : null
-      const from = cur.offset + (pre?.length ?? 0)
+      // Frames copied at a hand-off (#handOff) first: the application may have restarted the WAL over them since.
+      const held = this.#readHeld(cur.header, cur)
+      if (held === null) return { kind: 'new-generation', reason: 'frames held at the hand-off do not continue the shipped position' }
+      if (held) {
+        tail = held.tail
+        tailCommits = held.tailCommits
+        tailChecksum = held.tailChecksum
+      }
+      const from = cur.offset + (tail?.length ?? 0)
       const size = wal >= 0 ? fs.fstatSync(wal).size : 0
       const avail = size > from ? Math.floor((size - from) / fsz) * fsz : 0
       const more = avail > 0 ? readAt(wal, from, Math.min(avail, MAX_SEGMENT_BYTES)) : null
-      const bytes = pre && more ? Buffer.concat([pre, more]) : (pre ?? more)
-      if (bytes) {
-        const run = checkFrames(cur.header, cur.checksum, bytes, 0, bytes.length, Infinity)
+      if (more) {
+        const run = checkFrames(cur.header, tailChecksum, more, 0, more.length, Infinity)
         if (run.commitFrames > 0) {
-          tail = bytes.subarray(0, run.commitFrames * fsz)
-          tailCommits = run.commits
+          const valid = more.subarray(0, run.commitFrames * fsz)
+          tail = tail ? Buffer.concat([tail, valid]) : valid
+          tailCommits += run.commits
           tailChecksum = run.checksum
         }
       }
@@ -711,6 +733,30 @@ export class Replicator {
       }
     }
     return { kind: 'ship', tail, tailCommits, tailChecksum, next }
+  }
+
+  /**
+   * readHeld plans shipping what is left of the frames held at a hand-off, when they cover the shipped position, in
+   * one read (uploadRun cuts it into segments), validated against the shipped header and checksum. undefined when
+   * none cover it; null when they do not validate (a bug, never a torn read: the worker copied them under the pin).
+   */
+  #readHeld(header: WalHeader, cur: Shipped): Extract<Plan, { kind: 'ship' }> | null | undefined {
+    const held = this.#heldTail
+    if (held === null || cur.header === null || cur.offset < held.offset || cur.offset >= held.offset + held.length) return undefined
+    const fsz = frameSize(this.#pageSize)
+    const left = held.offset + held.length - cur.offset
+    const bytes = readAt(held.fd, cur.offset - held.offset, left)
+    if (!bytes) return null
+    const run = checkFrames(header, cur.checksum, bytes, 0, bytes.length, Infinity)
+    if (run.commitFrames * fsz !== left) return null
+    return { kind: 'ship', tail: bytes, tailCommits: run.commits, tailChecksum: run.checksum, next: null }
+  }
+
+  /** dropHeld closes the file of frames held at a hand-off (unlinked: closing frees it). */
+  #dropHeld(): void {
+    const held = this.#heldTail
+    this.#heldTail = null
+    if (held) fs.closeSync(held.fd)
   }
 
   async #ship(plan: Extract<Plan, { kind: 'ship' }>, shm: ShmHeader): Promise<void> {
@@ -767,7 +813,7 @@ export class Replicator {
       for (let f = segStart === 0 ? WAL_HEADER_SIZE : 0; f < seg.length; f += fsz) if (seg.readUInt32BE(f + 4) !== 0) commits++
       const info = await this.#opts.client.writeWalSegment(this.#generation, this.#index, segStart, body)
       this.#shipped = { header, offset: segStart + seg.length, checksum }
-      if (this.#heldTail !== null && this.#shipped.offset >= this.#heldTail.offset + this.#heldTail.bytes.length) this.#heldTail = null
+      if (this.#heldTail !== null && this.#shipped.offset >= this.#heldTail.offset + this.#heldTail.length) this.#dropHeld()
       if (this.#iChangeBase !== undefined) this.#iChangeBase = (this.#iChangeBase + commits) >>> 0
       this.#lastSegment = { index: this.#index, offset: segStart, size: info.size }
       this.#publish({ bytesShipped: this.#status.bytesShipped + seg.length, objectsWritten: this.#status.objectsWritten + 1, offset: this.#shipped.offset })
@@ -783,7 +829,7 @@ export class Replicator {
    */
   async #newGeneration(reason: string): Promise<void> {
     const handle = this.#handle!
-    this.#heldTail = null // frames of the old generation: the snapshot covers them
+    this.#dropHeld() // frames of the old generation: the snapshot covers them
     for (let attempt = 0; ; attempt++) {
       handle.beginReadForImage()
       const shm = this.#readShm()
@@ -951,7 +997,7 @@ export class Replicator {
     if (!this.#caughtUp(shm)) {
       // Commits arrived while the pass shipped: under continuous writes that is the rule, not the exception. The
       // hand-off reads them into memory, so it need not wait for a moment with nothing to ship.
-      this.#handOffIfDue()
+      await this.#handOffIfDue()
       return
     }
     const walFrames = shm.mxFrame
@@ -960,17 +1006,13 @@ export class Replicator {
       const r = handle.checkpoint('TRUNCATE')
       this.#log.info({ mode: 'TRUNCATE', ...r }, 'checkpoint')
     } else if (o.minCheckpointPages > 0 && walFrames >= o.minCheckpointPages) {
-      if (!this.#handOffFailed && this.#handOffDue(shm) && this.#startHandOff()) {
+      if (this.#handOffDue(shm) && (await this.#handOff())) {
         this.#releaseRequested = false
         this.#releasedAtIChange = undefined
         return
       }
-      if (this.#handOffUntil !== 0) return // pending: raised, the application's checkpoints get there
-      this.#handOffFailed = false
       const r = handle.checkpoint('PASSIVE')
       this.#log.debug({ mode: 'PASSIVE', ...r }, 'checkpoint')
-    } else if (this.#handOffUntil !== 0) {
-      this.#abandonHandOff() // the WAL restarted or was truncated meanwhile
     }
     this.#log.debug({ pos: this.pos(), release: this.#releaseRequested }, 'caught up')
     // Caught up. Hold a fresh read transaction, pinned at the current end of the WAL, so an application
@@ -1002,118 +1044,92 @@ export class Replicator {
     return WAL_HEADER_SIZE + shm.mxFrame * frameSize(this.#pageSize) >= HANDOFF_WAL_BYTES && (o.truncatePages <= 0 || shm.mxFrame < o.truncatePages)
   }
 
-  /** handOffIfDue starts a hand-off (or tries a pending one) once the WAL is past HANDOFF_WAL_BYTES. */
-  #handOffIfDue(): void {
+  /** handOffIfDue hands the WAL off once it is past the hand-off size (#handOff). */
+  async #handOffIfDue(): Promise<void> {
     const o = this.#opts
     const shm = this.#readShm()
-    if (shm && o.minCheckpointPages > 0 && this.#handOffDue(shm)) this.#startHandOff()
+    if (shm && o.minCheckpointPages > 0 && this.#handOffDue(shm)) await this.#handOff()
   }
 
   /**
-   * startHandOff begins handing a WAL past the checkpoint threshold to the application for a restart (matrix B2,
-   * K12). A writer restarts the WAL only when it is fully backfilled and it can lock every read-mark slot, so a
-   * slot held at all times (ours) would let the WAL grow forever under continuous writes. It raises our slot's mark
-   * above every frame, so that the application's autocheckpoint after its next commit backfills everything while
-   * the WAL still cannot restart; then tryHandOff, on every change notification for up to HANDOFF_WINDOW_MS, looks
-   * for a moment when the WAL is fully backfilled. No checkpoint of ours (an fsync on the event loop), and nothing
-   * here waits on a lock. If the window closes without a hand-off (autocheckpoint off, say), the next pass end
-   * checkpoints itself, as before.
+   * handOff hands a WAL past the hand-off size to the application for a restart (matrix B2, K12). A writer restarts
+   * the WAL only when it is fully backfilled and it can lock every read-mark slot, so a slot held at all times
+   * (ours) would let the WAL grow forever under continuous writes. A worker thread (src/wal/handoff-worker.ts)
+   * takes the pin over: it raises our slot's mark above every frame, so that the application's autocheckpoint after
+   * its next commit backfills everything while the WAL still cannot restart; reads the frames we have not shipped
+   * into memory; blocks until that checkpoint lets go of READ(0), takes READ(0) (backfill freezes) and, the WAL
+   * being fully backfilled, drops the slot, all within microseconds, before the application's next commit, which
+   * then restarts the WAL exactly once, at the end we hold. The next pass ships the held frames as the end of this
+   * index, then the new incarnation. This pass waits for the worker (at most HANDOFF_WINDOW_MS and a checkpoint);
+   * if the window closes without a hand-off (autocheckpoint off, say), the mark goes back to the end and the next
+   * pass end checkpoints itself, as before.
    */
-  #startHandOff(): boolean {
-    if (this.#handOffUntil !== 0) return this.#tryHandOff()
-    const h = this.#handle!
+  async #handOff(): Promise<boolean> {
+    const h = this.#handle
     const cur = this.#shipped
-    if (cur.header === null || cur.offset < WAL_HEADER_SIZE || this.#imaging) return false
+    if (!h?.slotHeld || h.raised || cur.header === null || cur.offset < WAL_HEADER_SIZE || this.#imaging || this.#closing !== null) return false
+    if (performance.now() < this.#handOffRetryAt || this.#heldTail !== null) return false
     const shm = this.#readShm()
     if (!shm || shm.salt1 !== cur.header.salt1 || shm.salt2 !== cur.header.salt2) return false
-    if (WAL_HEADER_SIZE + shm.mxFrame * frameSize(this.#pageSize) - cur.offset > MAX_HANDOFF_BYTES / 2) return false // ship first
-    if (!h.raiseMark()) return false // no slot free
-    this.#pendingTail = null
-    this.#handOffUntil = performance.now() + HANDOFF_WINDOW_MS
-    this.#handOffIChange = shm.iChange
-    return false // tryHandOff on the next change: see there
-  }
-
-  /**
-   * tryHandOff completes a pending hand-off if the WAL is fully backfilled right now: take READ(0), which freezes
-   * backfill, check nBackfill == mxFrame, read the frames not yet shipped into memory (#heldTail) and drop the
-   * slot. READ(0) alone then lets the WAL restart exactly once, at the end we hold in memory, and not again until
-   * we take a slot (advance, once the application wrote). The next pass ships the held frames as the end of this
-   * index, then the new incarnation. Past the window it gives up and moves the mark back to the end.
-   */
-  #tryHandOff(): boolean {
-    if (this.#handOffUntil === 0) return false
-    const h = this.#handle
-    if (!h?.raised) {
-      this.#handOffUntil = 0 // the pin moved on (an image, a release): nothing pending any more
-      this.#pendingTail = null
-      return false
-    }
-    const cur = this.#shipped
-    const pre = this.#readShm()
-    if (performance.now() > this.#handOffUntil || cur.header === null || this.#imaging || this.#closing !== null || !this.#readPendingTail(cur, pre)) {
-      this.#abandonHandOff()
-      return false
-    }
-    // A transaction open while we checkpointed took its snapshot before the WAL was fully backfilled, and such a
-    // transaction appends even if we let go now. Wait for a commit: the application's autocheckpoint after it (our
-    // mark is raised) backfills everything, so its next transaction can restart the WAL.
-    if (pre!.iChange === this.#handOffIChange) return false
-    // From here until the slot is dropped the application's commits append instead of restarting the WAL: keep it
-    // to a header read and, at most, the frames of the last commit or two.
-    if (!h.holdZero()) return false // a checkpointer is backfilling right now
-    let handed = false
-    try {
-      const shm = this.#readShm()
-      if (!shm || shm.nBackfill !== shm.mxFrame) return false // committed since: the next checkpoint gets there
-      // A writer whose restart our slot refused reads through a slot from then on and appends whatever we do: wait
-      // for its commit (and the autocheckpoint after it).
-      if (h.othersInWal()) return false
-      if (!this.#readPendingTail(cur, shm)) return false
-      h.dropSlot()
-      handed = true
-    } finally {
-      if (!handed) h.dropZero()
-    }
-    const p = this.#pendingTail!
-    this.#pendingTail = null
-    this.#heldTail = p.end > p.offset ? { offset: p.offset, bytes: p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks) } : null
-    this.#handedOff = { salt1: cur.header.salt1, salt2: cur.header.salt2, mxFrame: (p.end - WAL_HEADER_SIZE) / frameSize(this.#pageSize), until: this.#handOffUntil }
-    this.#handOffUntil = 0
-    this.#log.debug({ frames: this.#handedOff.mxFrame, held: this.#heldTail?.bytes.length ?? 0 }, 'wal handed to the application for a restart')
-    return true
-  }
-
-  /**
-   * readPendingTail reads the committed frames past what it holds (from the shipped position on) into memory while
-   * our slot keeps the WAL from restarting, so that each try of a hand-off reads only what was committed since the
-   * last. False when the frames are not there as the index says (the WAL restarted or was truncated) or past the
-   * memory bound: the hand-off is then abandoned.
-   */
-  #readPendingTail(cur: Shipped, shm: ShmHeader | undefined = this.#readShm()): boolean {
-    const header = cur.header
-    if (!shm || header === null || shm.salt1 !== header.salt1 || shm.salt2 !== header.salt2) return false
-    let p = this.#pendingTail
-    if (p === null || p.end < cur.offset) p = this.#pendingTail = { offset: cur.offset, end: cur.offset, checksum: cur.checksum, chunks: [] }
     const fsz = frameSize(this.#pageSize)
-    const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
-    if (end <= p.end) return end === p.end
-    if (end - p.offset > MAX_HANDOFF_BYTES) return false
-    const bytes = readAt(this.#walPath, p.end, end - p.end)
-    if (!bytes) return false
-    const run = checkFrames(header, p.checksum, bytes, 0, bytes.length, Infinity)
-    if (run.commitFrames * fsz !== bytes.length) return false
-    p.chunks.push(bytes)
-    p.end = end
-    p.checksum = run.checksum
+    const walBytes = WAL_HEADER_SIZE + shm.mxFrame * fsz
+    if (walBytes - cur.offset > MAX_HANDOFF_BYTES) {
+      this.#log.debug({ walBytes, backlog: walBytes - cur.offset }, 'wal hand-off deferred: ship first')
+      return false
+    }
+    const header = cur.header
+    const heldPath = path.join(this.#metaDir, 'handoff.tmp')
+    fs.mkdirSync(this.#metaDir, { recursive: true })
+    const heldFd = fs.openSync(heldPath, 'w+')
+    fs.unlinkSync(heldPath)
+    const job = handOff({
+      dbPath: this.#opts.dbPath,
+      walPath: this.#walPath,
+      dbFd: h.dbFd,
+      shmFd: h.shmFd,
+      pin: h.pinState(),
+      header: { bigEndian: header.bigEndian, pageSize: header.pageSize, salt1: header.salt1, salt2: header.salt2, checkpointSeq: header.checkpointSeq },
+      offset: cur.offset,
+      heldFd,
+      windowMs: HANDOFF_WINDOW_MS,
+      maxBytes: MAX_HANDOFF_BYTES,
+    })
+    this.#handOffJob = job.catch(() => undefined)
+    let r: HandOffResult
+    try {
+      r = await job
+    } catch (err) {
+      // The worker died: which read locks it left held is unknown. Let go of all of them; iChange proves continuity
+      // (or a new generation starts) as after any release.
+      h.forgetPin()
+      fs.closeSync(heldFd)
+      this.#log.warn({ err: errorMessage(err) }, 'wal hand-off worker failed')
+      return false
+    } finally {
+      this.#handOffJob = null
+    }
+    h.adoptPin(r.pin)
+    this.#log.debug({ handed: r.handed, reason: r.reason, checkpoints: r.checkpoints, lost: r.lost, ms: Math.round(r.ms), held: r.end - cur.offset, walBytes: r.end, readAheadMs: Math.round(r.phases.readAheadMs), firstCheckpointMs: Math.round(r.phases.firstCheckpointMs), raisedMs: Math.round(r.phases.raisedMs) }, 'wal hand-off')
+    if (!r.handed) {
+      fs.closeSync(heldFd)
+      this.#handOffRetryAt = performance.now() + HANDOFF_RETRY_MS
+      try {
+        h.beginReadForImage() // the raised mark back to the end
+      } catch {
+        // no slot free: the raised slot stays, and still keeps the WAL in place
+      }
+      return false
+    }
+    if (r.end > cur.offset) this.#heldTail = { offset: cur.offset, fd: heldFd, length: r.end - cur.offset }
+    else fs.closeSync(heldFd)
+    this.#handedOff = { salt1: header.salt1, salt2: header.salt2, mxFrame: (r.end - WAL_HEADER_SIZE) / fsz }
     return true
   }
 
   /**
-   * advanceFromZero takes a slot again once the application wrote after a hand-off (WalPin.advance). If it
-   * appended instead of restarting the WAL (its transaction took its snapshot before the WAL was fully
-   * backfilled, so it could not restart it), the hand-off is pending again, with a raised mark, until its window
-   * closes.
+   * advanceFromZero takes a slot again once the application wrote after a hand-off (WalPin.advance): the WAL
+   * restarted, or the application appended (a transaction that raced the hand-off), and the next pass past the
+   * hand-off size tries again.
    */
   #advanceFromZero(): void {
     const h = this.#handle!
@@ -1121,30 +1137,7 @@ export class Replicator {
     const ho = this.#handedOff
     if (shm && ho && shm.salt1 === ho.salt1 && shm.salt2 === ho.salt2 && shm.mxFrame === ho.mxFrame) return // not written since
     this.#handedOff = null
-    if (shm && ho && shm.salt1 === ho.salt1 && shm.salt2 === ho.salt2 && shm.mxFrame > ho.mxFrame && performance.now() < ho.until && h.raiseMark()) {
-      this.#handOffUntil = ho.until
-      this.#handOffIChange = shm.iChange
-      // The frames held at the hand-off are still what the next try needs first (same incarnation).
-      const held = this.#heldTail
-      const fsz = frameSize(this.#pageSize)
-      this.#pendingTail =
-        held && held.bytes.length >= fsz
-          ? { offset: held.offset, end: held.offset + held.bytes.length, checksum: [held.bytes.readUInt32BE(held.bytes.length - fsz + 16), held.bytes.readUInt32BE(held.bytes.length - fsz + 20)], chunks: [held.bytes] }
-          : null
-      return
-    }
     h.advance()
-  }
-
-  #abandonHandOff(): void {
-    this.#handOffUntil = 0
-    this.#pendingTail = null
-    this.#handOffFailed = true
-    try {
-      this.#handle?.beginReadForImage() // the raised mark back to the end
-    } catch {
-      // no slot free: the raised slot stays, and still keeps the WAL in place
-    }
   }
 
   #caughtUp(shm: ShmHeader): boolean {
@@ -1246,6 +1239,9 @@ export class Replicator {
       failure = err
       this.#log.error({ err: errorMessage(err) }, 'final sync failed')
     }
+    // A pass that timed out above may still wait for a hand-off worker, which uses our descriptors: never close
+    // them under it (it returns within its window and one checkpoint).
+    if (this.#handOffJob !== null) await this.#handOffJob
     const wasOpen = this.#handle !== null
     if (this.#advanceTimer !== null) clearTimeout(this.#advanceTimer)
     this.#advanceTimer = null

@@ -9,7 +9,7 @@
  *    checkpoint after step 2 goes unseen;
  * 2. raise the pin: a slot whose mark is above every frame, so the application's autocheckpoint backfills the
  *    whole WAL, while the slot still keeps the WAL from restarting;
- * 3. read the frames past the shipped position into memory (safe: the slot holds them), then block until the
+ * 3. copy the frames past the shipped position into the held file (safe: the slot holds them), then block until the
  *    database file is written, read what was committed meanwhile, and block on READ(0) shared (F_OFD_SETLKW): the
  *    checkpointer holds it exclusively while it backfills, and lets go right after it set nBackfill and synced;
  * 4. woken with READ(0): if nBackfill == mxFrame (everything backfilled), the application committed since the
@@ -21,67 +21,55 @@
  */
 import fs from 'node:fs'
 import { parentPort } from 'node:worker_threads'
-import { checkFrames, frameSize, WAL_HEADER_SIZE, type WalHeader } from './format.js'
+import { frameSize, WAL_HEADER_SIZE } from './format.js'
 import type { HandOffJob, HandOffResult, WorkerReply, WorkerRequest } from './handoff.js'
-import { closeWatch, drain, waitReadable, watchModify } from './ofd-lock.js'
+import { closeWatch, copyRange, drain, waitReadable, watchModify } from './ofd-lock.js'
 import { WalPin } from './pin.js'
 import { readShmHeader } from './shm.js'
 
 /** SETTLE_MS bounds how long the worker watches for the transaction that may have raced the drop. */
 const SETTLE_MS = 5
+/** READ_AHEAD_DONE_BYTES: copying ahead stops once a round copied less than this. */
+const READ_AHEAD_DONE_BYTES = 1 << 20
 
 const hex8 = (n: number): string => (n >>> 0).toString(16).padStart(8, '0')
 
 /** runJob performs one hand-off attempt; it never leaves READ(0) held without having dropped the slot. */
 export function runJob(job: HandOffJob): HandOffResult {
   const t0 = performance.now()
-  const deadline = t0 + job.windowMs
+  let deadline = t0 + job.windowMs
   const pin = WalPin.borrow(job.dbFd, job.shmFd, job.pin)
-  const header = { ...job.header, bytes: Buffer.alloc(0), checksum: [0, 0] } as WalHeader
+  const header = job.header
   const salts = hex8(header.salt1) + hex8(header.salt2)
   const fsz = frameSize(header.pageSize)
-  const chunks: Buffer[] = []
   let end = job.offset
-  let checksum = job.checksum
   let checkpoints = 0
   let lost = 0
+  let raisedAt = 0
+  let firstWakeAt = 0
   let ino = -1
   let wal = -1
-  const result = (handed: boolean, reason: string): HandOffResult => {
-    // One buffer of its own (never a pooled slice), so that it can be transferred rather than copied.
-    const bytes = new Uint8Array(end - job.offset)
-    let at = 0
-    for (const c of chunks) {
-      bytes.set(c, at)
-      at += c.length
-    }
-    return {
-      handed,
-      reason,
-      pin: pin.state(),
-      tail: bytes.length > 0 ? { offset: job.offset, bytes } : null,
-      end,
-      checkpoints,
-      lost,
-      ms: performance.now() - t0,
-    }
-  }
-  /** readTo reads the committed frames up to mxFrame into memory, validated; false if they are not there. */
+  const result = (handed: boolean, reason: string): HandOffResult => ({
+    handed,
+    reason,
+    pin: pin.state(),
+    end,
+    checkpoints,
+    lost,
+    ms: performance.now() - t0,
+    phases: { readAheadMs: raisedAt > 0 ? raisedAt - t0 : -1, firstCheckpointMs: firstWakeAt > 0 ? firstWakeAt - raisedAt : -1, raisedMs: raisedAt > 0 ? performance.now() - raisedAt : -1 },
+  })
+  /**
+   * readTo copies the committed frames up to mxFrame into the held file (job.heldFd, at their offset minus
+   * job.offset), in the kernel; false if they are not there or past the bound. The replicator validates them (salts,
+   * checksum chain) when it ships them, as it does frames it reads from the WAL.
+   */
   const readTo = (mxFrame: number): boolean => {
     const target = WAL_HEADER_SIZE + mxFrame * fsz
     if (target <= end) return target === end
     if (target - job.offset > job.maxBytes) return false
-    const buf = Buffer.allocUnsafe(target - end)
-    for (let got = 0; got < buf.length; ) {
-      const n = fs.readSync(wal, buf, got, buf.length - got, end + got)
-      if (n <= 0) return false
-      got += n
-    }
-    const run = checkFrames(header, checksum, buf, 0, buf.length, Infinity)
-    if (run.commitFrames * fsz !== buf.length) return false
-    chunks.push(buf)
+    if (copyRange(wal, end, job.heldFd, end - job.offset, target - end) !== target - end) return false
     end = target
-    checksum = run.checksum
     return true
   }
   try {
@@ -97,6 +85,18 @@ export function runJob(job: HandOffJob): HandOffResult {
   function attempt(): HandOffResult {
     ino = watchModify(job.dbPath)
     wal = fs.openSync(job.walPath, 'r')
+    // Read what the replica lacks while our slot still has its own mark (it keeps these frames in place just the
+    // same): a backlog of tens of MiB takes tens of milliseconds to read, which must not come out of the window
+    // during which every application commit backfills and syncs.
+    for (let round = 0; round < 4; round++) {
+      const before = end
+      const h1 = readShmHeader(job.shmFd)
+      if (!h1 || h1.salt1 !== header.salt1 || h1.salt2 !== header.salt2) return result(false, 'the wal restarted')
+      if (!readTo(h1.mxFrame)) return result(false, 'frames not as the index says, or past the bound')
+      if (end - before < READ_AHEAD_DONE_BYTES) break // what is left to copy after the raise is small
+    }
+    raisedAt = performance.now()
+    deadline = raisedAt + job.windowMs
     if (!pin.raise()) return result(false, 'no read-mark slot free')
     const h0 = readShmHeader(job.shmFd)
     if (!h0 || h0.salt1 !== header.salt1 || h0.salt2 !== header.salt2) return result(false, 'the wal restarted')
@@ -104,7 +104,7 @@ export function runJob(job: HandOffJob): HandOffResult {
     for (;;) {
       const h = readShmHeader(job.shmFd)
       if (!h || h.salt1 !== header.salt1 || h.salt2 !== header.salt2) return result(false, 'the wal restarted')
-      if (!readTo(h.mxFrame)) return result(false, 'frames not as the index says, or past the memory bound')
+      if (!readTo(h.mxFrame)) return result(false, 'frames not as the index says, or past the bound')
       const left = deadline - performance.now()
       if (left <= 0) return result(false, 'window closed')
       if (!waitReadable(ino, left)) continue
@@ -112,10 +112,11 @@ export function runJob(job: HandOffJob): HandOffResult {
       // A checkpointer is writing the database file. It committed what it backfills before it began: read that
       // now, while it syncs, so that the moment after it lets go of READ(0) is a header read and one fcntl.
       const mid = readShmHeader(job.shmFd)
-      if (mid && mid.salt1 === header.salt1 && mid.salt2 === header.salt2 && !readTo(mid.mxFrame)) return result(false, 'frames not as the index says, or past the memory bound')
+      if (mid && mid.salt1 === header.salt1 && mid.salt2 === header.salt2 && !readTo(mid.mxFrame)) return result(false, 'frames not as the index says, or past the bound')
       const z = pin.holdZeroWait()
       if (!z) continue
       checkpoints++
+      if (firstWakeAt === 0) firstWakeAt = performance.now()
       let handed = false
       try {
         if (z.salts !== salts) return result(false, 'the wal restarted')
@@ -150,7 +151,6 @@ export function runJob(job: HandOffJob): HandOffResult {
 }
 
 parentPort?.on('message', (m: WorkerRequest) => {
-  const r = runJob(m.job)
-  const reply: WorkerReply = { id: m.id, result: r }
-  parentPort!.postMessage(reply, r.tail ? [r.tail.bytes.buffer as ArrayBuffer] : [])
+  const reply: WorkerReply = { id: m.id, result: runJob(m.job) }
+  parentPort!.postMessage(reply)
 })

@@ -20,28 +20,30 @@ export interface HandOffJob {
   readonly shmFd: number
   readonly pin: PinState
   readonly header: Pick<WalHeader, 'bigEndian' | 'pageSize' | 'salt1' | 'salt2' | 'checkpointSeq'>
-  /** offset, checksum: the shipped position in the current incarnation; frames past it are read into memory. */
+  /** offset: the shipped position in the current incarnation; frames past it are copied into heldFd. */
   readonly offset: number
-  readonly checksum: readonly [number, number]
+  /** heldFd: a file (unlinked, the replicator's) that receives WAL bytes [offset, end) at [0, end - offset). */
+  readonly heldFd: number
   /** windowMs: how long the raised mark may wait for a checkpoint that lands the hand-off. */
   readonly windowMs: number
-  /** maxBytes bounds the frames held in memory. */
+  /** maxBytes bounds the frames held. */
   readonly maxBytes: number
 }
 
-/** HandOffResult: whether the slot was dropped with READ(0) held, the pin state, and the frames read. */
+/** HandOffResult: whether the slot was dropped with READ(0) held, the pin state, and the end of the frames held. */
 export interface HandOffResult {
   readonly handed: boolean
   readonly reason: string
   readonly pin: PinState
-  /** tail: the frames from the job's offset to `end`, validated (commit-aligned). */
-  readonly tail: { readonly offset: number; readonly bytes: Uint8Array } | null
+  /** end: the held file has the WAL's bytes [job.offset, end), whole committed frames. */
   readonly end: number
   /** checkpoints: how many checkpoints the worker woke for. */
   readonly checkpoints: number
   /** lost: drops that an application transaction raced (it appended), after which the slot was raised again. */
   readonly lost: number
   readonly ms: number
+  /** phases: reading ahead (before the raise), raise to the first checkpoint woken for, raise to the end. */
+  readonly phases: { readonly readAheadMs: number; readonly firstCheckpointMs: number; readonly raisedMs: number }
 }
 
 /** WorkerRequest and WorkerReply are the messages between the pool and a worker. */

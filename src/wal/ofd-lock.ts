@@ -5,8 +5,9 @@
  * descriptor, not the process: closing some other descriptor of the same file (a short-lived better-sqlite3
  * connection, say) does not drop them. The engine's only importer of koffi (the file replica binds syncfs with it too).
  *
- * Also the two waits of the WAL hand-off worker (handoff-worker.ts), which block its thread, never the event loop:
- * `waitLock` (F_OFD_SETLKW) and an inotify descriptor polled for the database file's IN_MODIFY.
+ * Also what the WAL hand-off worker (handoff-worker.ts) needs: two waits, which block its thread, never the event
+ * loop (`waitLock`, F_OFD_SETLKW; an inotify descriptor polled for the database file's IN_MODIFY), and `copyRange`
+ * (copy_file_range) to copy unshipped frames out of the WAL without passing them through JavaScript.
  * @module
  */
 import fs from 'node:fs'
@@ -43,6 +44,7 @@ let inotify:
       readonly addWatch: (fd: number, path: string, mask: number) => number
       readonly poll: (fds: unknown, nfds: number, timeout: number) => number
       readonly close: (fd: number) => number
+      readonly copyFileRange: (fdIn: number, offIn: bigint[], fdOut: number, offOut: bigint[], len: number, flags: number) => number | bigint
     }
   | undefined
 
@@ -98,6 +100,9 @@ function bindInotify(): NonNullable<typeof inotify> {
     addWatch: lib.func('int inotify_add_watch(int fd, const char *path, uint32_t mask)') as unknown as (fd: number, path: string, mask: number) => number,
     poll: lib.func('int poll(_Inout_ lsm_pollfd *fds, unsigned long nfds, int timeout)') as unknown as (fds: unknown, nfds: number, timeout: number) => number,
     close: lib.func('int close(int fd)') as unknown as (fd: number) => number,
+    copyFileRange: lib.func('intptr_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)') as unknown as NonNullable<
+      typeof inotify
+    >['copyFileRange'],
   }
   return inotify
 }
@@ -116,6 +121,28 @@ export function watchModify(path: string): number {
     throw new ReplicaError('LOCK_FAILED', `inotify_add_watch(${path}) failed with errno ${errno}`)
   }
   return fd
+}
+
+/**
+ * copyRange copies len bytes of fdIn at offIn to fdOut at offOut inside the kernel (copy_file_range: no user-space
+ * buffer, a reflink where the file system can). Returns the bytes copied, fewer only at the end of fdIn.
+ */
+export function copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): number {
+  const n = bindInotify()
+  const inPos = [BigInt(offIn)]
+  const outPos = [BigInt(offOut)]
+  let done = 0
+  while (done < len) {
+    const r = Number(n.copyFileRange(fdIn, inPos, fdOut, outPos, len - done, 0))
+    if (r < 0) {
+      const errno = koffi.errno()
+      if (errno === EINTR) continue
+      throw new ReplicaError('LOCK_FAILED', `copy_file_range failed with errno ${errno}`)
+    }
+    if (r === 0) break
+    done += r
+  }
+  return done
 }
 
 /** closeWatch closes a descriptor from watchModify. */
