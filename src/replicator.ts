@@ -1091,6 +1091,7 @@ export class Replicator {
       header: { bigEndian: header.bigEndian, pageSize: header.pageSize, salt1: header.salt1, salt2: header.salt2, checkpointSeq: header.checkpointSeq },
       offset: cur.offset,
       heldFd,
+      fileBase: 0,
       windowMs: HANDOFF_WINDOW_MS,
       maxBytes: MAX_HANDOFF_BYTES,
     })

@@ -43,6 +43,7 @@ export function runJob(job: HandOffJob): HandOffResult {
   const salts = hex8(header.salt1) + hex8(header.salt2)
   const fsz = frameSize(header.pageSize)
   let end = job.offset
+  let endIChange = 0
   let checkpoints = 0
   let lost = 0
   let raisedAt = 0
@@ -54,6 +55,7 @@ export function runJob(job: HandOffJob): HandOffResult {
     reason,
     pin: pin.state(),
     end,
+    endIChange,
     checkpoints,
     lost,
     ms: performance.now() - t0,
@@ -61,14 +63,14 @@ export function runJob(job: HandOffJob): HandOffResult {
   })
   /**
    * readTo copies the committed frames up to mxFrame into the held file (job.heldFd, at their offset minus
-   * job.offset), in the kernel; false if they are not there or past the bound. The replicator validates them (salts,
+   * job.offset plus job.fileBase), in the kernel; false if they are not there or past the bound. The replicator validates them (salts,
    * checksum chain) when it ships them, as it does frames it reads from the WAL.
    */
   const readTo = (mxFrame: number): boolean => {
     const target = WAL_HEADER_SIZE + mxFrame * fsz
     if (target <= end) return target === end
     if (target - job.offset > job.maxBytes) return false
-    if (copyRange(wal, end, job.heldFd, end - job.offset, target - end) !== target - end) return false
+    if (copyRange(wal, end, job.heldFd, job.fileBase + end - job.offset, target - end) !== target - end) return false
     end = target
     return true
   }
@@ -123,6 +125,7 @@ export function runJob(job: HandOffJob): HandOffResult {
         if (z.nBackfill === z.mxFrame && z.iChange !== iChange0 && !pin.othersInWal() && readTo(z.mxFrame)) {
           pin.dropSlot()
           handed = true
+          endIChange = z.iChange
         }
       } finally {
         if (!handed) pin.dropZero()

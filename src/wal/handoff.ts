@@ -20,13 +20,18 @@ export interface HandOffJob {
   readonly shmFd: number
   readonly pin: PinState
   readonly header: Pick<WalHeader, 'bigEndian' | 'pageSize' | 'salt1' | 'salt2' | 'checkpointSeq'>
-  /** offset: the shipped position in the current incarnation; frames past it are copied into heldFd. */
+  /**
+   * offset: where the copy starts in the current incarnation: the shipped position, the end of what is already held
+   * of it, or 0 (its WAL header first) for an incarnation nothing of which is shipped or held.
+   */
   readonly offset: number
-  /** heldFd: a file (unlinked, the replicator's) that receives WAL bytes [offset, end) at [0, end - offset). */
+  /** heldFd: a file (unlinked, the replicator's) that receives WAL bytes [offset, end) at [fileBase, fileBase + end - offset). */
   readonly heldFd: number
+  /** fileBase: where byte `offset` goes in heldFd (the bytes already held of this incarnation, or 0). */
+  readonly fileBase: number
   /** windowMs: how long the raised mark may wait for a checkpoint that lands the hand-off. */
   readonly windowMs: number
-  /** maxBytes bounds the frames held. */
+  /** maxBytes bounds the bytes this job may copy (end - offset). */
   readonly maxBytes: number
 }
 
@@ -37,6 +42,11 @@ export interface HandOffResult {
   readonly pin: PinState
   /** end: the held file has the WAL's bytes [job.offset, end), whole committed frames. */
   readonly end: number
+  /**
+   * endIChange: when handed, the index's commit counter read in the same header as the end (mxFrame) at which the slot
+   * was dropped, so it is iChange at `end`; the replicator checks its commit count against it across WAL restarts.
+   */
+  readonly endIChange: number
   /** checkpoints: how many checkpoints the worker woke for. */
   readonly checkpoints: number
   /** lost: drops that an application transaction raced (it appended), after which the slot was raised again. */

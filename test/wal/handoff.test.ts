@@ -59,7 +59,7 @@ function startApp(t: TestContext, file: string): { run(cmd: string): Promise<unk
   }
 }
 
-function shm(file: string): { salt1: number; salt2: number; mxFrame: number; nBackfill: number } {
+function shm(file: string): { salt1: number; salt2: number; mxFrame: number; nBackfill: number; iChange: number } {
   const fd = fs.openSync(`${file}-shm`, 'r')
   try {
     return readShmHeader(fd)!
@@ -95,6 +95,7 @@ test('hand-off worker: drops the slot between the application checkpoint and its
     header,
     offset,
     heldFd,
+    fileBase: 0,
     windowMs: 20_000,
     maxBytes: 64 << 20,
   })
@@ -115,6 +116,10 @@ test('hand-off worker: drops the slot between the application checkpoint and its
   assert.equal(tail.length, r.end - offset)
   const chk = checkFrames(header, run50.checksum, tail, 0, tail.length, Infinity)
   assert.equal(chk.commitFrames * fsz, tail.length, 'whole committed frames continuing the shipped position')
+  // iChange at the shipped position: the index's counter before the job, less the commits after that position then.
+  const unshippedBefore = checkFrames(header, run50.checksum, walBytes, offset, WAL_HEADER_SIZE + before.mxFrame * fsz, Infinity)
+  const iChangeAtOffset = (before.iChange - unshippedBefore.commits) >>> 0
+  assert.equal((r.endIChange - iChangeAtOffset) >>> 0, chk.commits, 'endIChange is iChange at the held end: it counts exactly the commits held')
   await app.run('insert 300')
   const after = shm(file)
   assert.equal(after.salt1, (before.salt1 + 1) >>> 0, 'the WAL restarted exactly once (salt-1 + 1)')
