@@ -69,10 +69,12 @@ const HANDOFF_RETRY_MS = 1000
  */
 const HANDOFF_WAL_BYTES = 16 << 20
 /**
- * MAX_HANDOFF_BYTES bounds the unshipped frames a hand-off holds in memory. A replica slower than the application
- * keeps a backlog; the WAL stays bounded only if the hand-off can take it along.
+ * MAX_HELD_BYTES bounds the bytes all held incarnations take together (#held), on disk in unlinked files of the meta
+ * directory, never in memory. A replica slower than the application keeps a backlog, which hand-offs carry along so
+ * the WAL stays bounded; past this bound no hand-off starts, and the WAL grows instead (nothing is lost: the pin keeps
+ * it in place) until shipping frees held bytes.
  */
-const MAX_HANDOFF_BYTES = 64 << 20
+export const MAX_HELD_BYTES = 1 << 30
 /** ADVANCE_MIN_MS is the least time between two moves of a held pin to the end of the WAL (#advanceSoon). */
 const ADVANCE_MIN_MS = 25
 
@@ -138,7 +140,32 @@ interface ResumePos {
 
 interface NextIncarnation {
   readonly header: WalHeader
-  readonly body: Buffer // header + frames up to mxFrame
+  /** body: the WAL header and the first whole committed frames of the incarnation (at most about MAX_SEGMENT_BYTES). */
+  readonly body: Buffer
+  /** commits: the commits of the whole incarnation up to the index's end (the continuity proof), not only of body. */
+  readonly commits: number
+  readonly checksum: readonly [number, number]
+}
+
+/**
+ * Held is one incarnation's frames copied at a hand-off into an unlinked file: WAL bytes [start, start + length) at
+ * [0, length). start is the shipped position (the shipped incarnation) or 0, the WAL header first (a later one).
+ */
+interface Held {
+  readonly header: WalHeader
+  readonly start: number
+  readonly fd: number
+  /** length grows when a later hand-off of the same incarnation copies what it appended since. */
+  length: number
+  /** endIChange: iChange when the incarnation's committed end was start + length (HandOffResult.endIChange). */
+  endIChange: number
+  /** proven: the commits of an incarnation held from its start were counted against iChange (#planHeldIncarnation). */
+  proven: boolean
+}
+
+/** CommittedRun is whole committed frames read and validated by readCommitted; bytes is a pooled buffer's view. */
+interface CommittedRun {
+  readonly bytes: Buffer
   readonly commits: number
   readonly checksum: readonly [number, number]
 }
@@ -179,11 +206,15 @@ export class Replicator {
   #releasedAtIChange: number | undefined
   #wake: (() => void) | null = null
   /**
-   * heldTail: frames of the current index copied at a hand-off (#handOff) into an unlinked file (fd; WAL bytes
-   * [offset, offset + length) at [0, length)), which the application's next transaction may restart the WAL over
-   * before a pass ships them. Read and validated like the WAL itself.
+   * held: the incarnations handed off (#handOff) and not yet shipped, oldest first, each in its own unlinked file.
+   * The application may have restarted the WAL over them. The first may be the shipped incarnation (from the shipped
+   * position on); each later one is held from its WAL header and ships as the next index. Read in bounded chunks and
+   * validated like the WAL itself; heldBytes is their total length, at most MAX_HELD_BYTES.
    */
-  #heldTail: { readonly offset: number; readonly fd: number; readonly length: number } | null = null
+  #held: Held[] = []
+  #heldBytes = 0
+  /** heldBroken: why shipped frames of a held incarnation did not add up to its iChange (the next plan starts a generation). */
+  #heldBroken: string | null = null
   /**
    * handOffJob: a hand-off worker holds the pin's locks (src/wal/handoff.ts) until this settles; nothing else may
    * take or release a lock of the pin meanwhile, and the descriptors must stay open.
@@ -518,6 +549,7 @@ export class Replicator {
   }
 
   #closeHandle(): void {
+    this.#dropHeld() // held frames are only valid with the pin that kept their WAL from restarting under them
     try {
       this.#handle?.close()
     } finally {
@@ -637,6 +669,9 @@ export class Replicator {
 
   #planWith(wal: number, shm: ShmHeader): Plan {
     if (shm.pageSize !== 0 && shm.pageSize !== this.#pageSize && shm.mxFrame > 0) return { kind: 'new-generation', reason: 'page size changed' }
+    // Incarnations held at hand-offs ship first, oldest first: the application may have restarted the WAL over them.
+    const heldPlan = this.#planHeld(shm)
+    if (heldPlan !== undefined) return heldPlan
     const fsz = frameSize(this.#pageSize)
     const walHead = readAt(wal, 0, WAL_HEADER_SIZE)
     const parsed = walHead ? parseWalHeader(walHead) : null
@@ -649,10 +684,6 @@ export class Replicator {
       const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
       if (end < cur.offset) return { kind: 'new-generation', reason: 'wal truncated by another process' }
       if (end === cur.offset) return { kind: 'ship', tail: null, tailCommits: 0, tailChecksum: cur.checksum, next: null }
-      // Handed off, and not restarted yet: the application may restart the WAL over these frames at any moment, so
-      // ship the copy taken at the hand-off.
-      const held = this.#readHeld(wh, cur)
-      if (held !== undefined) return held ?? { kind: 'new-generation', reason: 'frames held at the hand-off do not continue the shipped position' }
       const start = Math.max(cur.offset, WAL_HEADER_SIZE)
       // Read at most MAX_SEGMENT_BYTES per pass (more only for one huge transaction); sync() loops until caught up.
       const seed = cur.offset <= WAL_HEADER_SIZE ? wh.checksum : cur.checksum
@@ -681,26 +712,15 @@ export class Replicator {
     let tail: Buffer | null = null
     let tailCommits = 0
     let tailChecksum = cur.checksum
-    const held = this.#heldTail
     if (cur.header !== null && cur.offset > 0) {
-      // Frames copied at a hand-off (#handOff) first: the application may have restarted the WAL over them since.
-      const held = this.#readHeld(cur.header, cur)
-      if (held === null) return { kind: 'new-generation', reason: 'frames held at the hand-off do not continue the shipped position' }
-      if (held) {
-        tail = held.tail
-        tailCommits = held.tailCommits
-        tailChecksum = held.tailChecksum
-      }
-      const from = cur.offset + (tail?.length ?? 0)
       const size = wal >= 0 ? fs.fstatSync(wal).size : 0
-      const avail = size > from ? Math.floor((size - from) / fsz) * fsz : 0
-      const more = avail > 0 ? readAt(wal, from, Math.min(avail, MAX_SEGMENT_BYTES)) : null
+      const avail = size > cur.offset ? Math.floor((size - cur.offset) / fsz) * fsz : 0
+      const more = avail > 0 ? readAt(wal, cur.offset, Math.min(avail, MAX_SEGMENT_BYTES)) : null
       if (more) {
         const run = checkFrames(cur.header, tailChecksum, more, 0, more.length, Infinity)
         if (run.commitFrames > 0) {
-          const valid = more.subarray(0, run.commitFrames * fsz)
-          tail = tail ? Buffer.concat([tail, valid]) : valid
-          tailCommits += run.commits
+          tail = more.subarray(0, run.commitFrames * fsz)
+          tailCommits = run.commits
           tailChecksum = run.checksum
         }
       }
@@ -710,11 +730,24 @@ export class Replicator {
       if (!wh) return { kind: 'retry', reason: 'wal header missing while its index has frames' }
       if (shm.salt1 !== wh.salt1 || shm.salt2 !== wh.salt2) return { kind: 'retry', reason: 'wal restarted while reading' }
       const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
-      const bytes = readAt(wal, 0, end)
-      if (!bytes) return { kind: 'retry', reason: 'wal shorter than its index says' }
-      const run = checkFrames(wh, wh.checksum, bytes, WAL_HEADER_SIZE, bytes.length, Infinity)
-      if (WAL_HEADER_SIZE + run.commitFrames * fsz !== bytes.length) return { kind: 'retry', reason: `wal changed while reading (${run.stop})` }
-      next = { header: wh, body: bytes, commits: run.commits, checksum: run.checksum }
+      // Ship the first MAX_SEGMENT_BYTES or so now (later plans read the rest from the WAL, which the pin keeps), but
+      // count every commit up to the index's end for the proof below, in bounded reads that are let go at once.
+      const first = readCommitted(wal, 0, wh, wh.checksum, 0, end, fsz)
+      if (typeof first === 'string') return { kind: 'retry', reason: `wal changed while reading (${first})` }
+      let commits = first.commits
+      let seed = first.checksum
+      for (let p = first.bytes.length; p < end; ) {
+        const more = readCommitted(wal, p, wh, seed, p, end, fsz)
+        if (typeof more === 'string') {
+          releaseReadBuffer(first.bytes)
+          return { kind: 'retry', reason: `wal changed while reading (${more})` }
+        }
+        commits += more.commits
+        seed = more.checksum
+        p += more.bytes.length
+        releaseReadBuffer(more.bytes)
+      }
+      next = { header: wh, body: first.bytes, commits, checksum: first.checksum }
     }
     if (tail === null && next === null && cur.header === null) {
       // Nothing shipped in this index and nothing new: just move the baseline.
@@ -736,36 +769,98 @@ export class Replicator {
   }
 
   /**
-   * readHeld plans shipping what is left of the frames held at a hand-off, when they cover the shipped position, in
-   * one read (uploadRun cuts it into segments), validated against the shipped header and checksum. undefined when
-   * none cover it; null when they do not validate (a bug, never a torn read: the worker copied them under the pin).
+   * planHeld plans shipping from the incarnations held at hand-offs (#held), or returns undefined when none is left.
+   * The shipped incarnation's held frames go first, one bounded chunk per plan; then the next held incarnation, once
+   * its commits are proven to follow the shipped ones (#planHeldIncarnation).
    */
-  #readHeld(header: WalHeader, cur: Shipped): Extract<Plan, { kind: 'ship' }> | null | undefined {
-    const held = this.#heldTail
-    if (held === null || cur.header === null || cur.offset < held.offset || cur.offset >= held.offset + held.length) return undefined
+  #planHeld(shm: ShmHeader): Plan | undefined {
+    if (this.#heldBroken !== null) return { kind: 'new-generation', reason: this.#heldBroken }
+    const head = this.#held[0]
+    if (head === undefined) return undefined
+    const cur = this.#shipped
     const fsz = frameSize(this.#pageSize)
-    const left = held.offset + held.length - cur.offset
-    const bytes = readAt(held.fd, cur.offset - held.offset, left)
-    if (!bytes) return null
-    const run = checkFrames(header, cur.checksum, bytes, 0, bytes.length, Infinity)
-    if (run.commitFrames * fsz !== left) return null
-    return { kind: 'ship', tail: bytes, tailCommits: run.commits, tailChecksum: run.checksum, next: null }
+    if (cur.header !== null && sameSalts(head.header, cur.header)) {
+      const end = head.start + head.length
+      if (cur.offset < head.start || cur.offset >= end) return { kind: 'new-generation', reason: 'frames held at a hand-off do not continue the shipped position' }
+      const run = readCommitted(head.fd, cur.offset - head.start, cur.header, cur.checksum, cur.offset, end, fsz)
+      if (typeof run === 'string') return { kind: 'new-generation', reason: `frames held at a hand-off do not continue the shipped position (${run})` }
+      return { kind: 'ship', tail: run.bytes, tailCommits: run.commits, tailChecksum: run.checksum, next: null }
+    }
+    // A later incarnation: the shipped one is complete (#ship let go of its held frames once all were shipped), and the
+    // WAL has moved on past it.
+    if (head.start !== 0) return { kind: 'new-generation', reason: 'frames held at a hand-off skip the start of an incarnation' }
+    if (cur.header !== null && shm.salt1 === cur.header.salt1 && shm.salt2 === cur.header.salt2) {
+      return { kind: 'new-generation', reason: 'a later incarnation is held while the wal is still the shipped one' }
+    }
+    return this.#planHeldIncarnation(head)
   }
 
-  /** dropHeld closes the file of frames held at a hand-off (unlinked: closing frees it). */
+  /**
+   * planHeldIncarnation plans the first chunk of an incarnation held from its WAL header, as the next index. First
+   * the proof, once per incarnation: the commits in its held frames (a bounded scan of frame headers; the checksum
+   * chain is checked chunk by chunk as it ships) must be exactly iChange at its held end less iChange at the shipped
+   * position, the end of the previous incarnation. Otherwise a commit fell between the two unseen: a new generation.
+   */
+  #planHeldIncarnation(head: Held): Plan {
+    const fsz = frameSize(this.#pageSize)
+    const wh = head.header
+    const end = head.length
+    if (!head.proven) {
+      if (this.#iChangeBase === undefined) return { kind: 'new-generation', reason: 'wal restarted while not replicating' }
+      const scan = scanCommits(head.fd, wh, end, fsz)
+      if (typeof scan === 'string') return { kind: 'new-generation', reason: `frames held at a hand-off are not whole committed frames (${scan})` }
+      const committed = (head.endIChange - this.#iChangeBase) >>> 0
+      if (committed !== scan) return { kind: 'new-generation', reason: `commits lost between held wal incarnations (${committed} committed, ${scan} held)` }
+      head.proven = true
+    }
+    const first = readCommitted(head.fd, 0, wh, wh.checksum, 0, end, fsz)
+    if (typeof first === 'string') return { kind: 'new-generation', reason: `frames held at a hand-off do not validate (${first})` }
+    return { kind: 'ship', tail: null, tailCommits: 0, tailChecksum: this.#shipped.checksum, next: { header: wh, body: first.bytes, commits: first.commits, checksum: first.checksum } }
+  }
+
+  /**
+   * settleHeld lets go of the first held incarnation once everything of it is shipped, after checking that the commits
+   * shipped add up to iChange at its end (a mismatch is a bug in counting, never a race: the next plan starts a new
+   * generation).
+   */
+  #settleHeld(): void {
+    const head = this.#held[0]
+    const cur = this.#shipped
+    if (head === undefined || cur.header === null || !sameSalts(head.header, cur.header) || cur.offset !== head.start + head.length) return
+    if (this.#iChangeBase !== undefined && this.#iChangeBase !== head.endIChange) {
+      this.#heldBroken = `commits shipped from a hand-off do not match the wal index (${this.#iChangeBase} shipped, ${head.endIChange} counted; start ${head.start} length ${head.length} queued ${this.#held.length})`
+      return
+    }
+    this.#held.shift()
+    this.#heldBytes -= head.length
+    fs.closeSync(head.fd)
+  }
+
+  /** heldOfShipped: frames of the shipped incarnation are still held, so it is not complete even if the WAL moved on. */
+  #heldOfShipped(): boolean {
+    const head = this.#held[0]
+    const cur = this.#shipped
+    return head !== undefined && cur.header !== null && sameSalts(head.header, cur.header)
+  }
+
+  /** dropHeld closes every held incarnation's file (unlinked: closing frees it). */
   #dropHeld(): void {
-    const held = this.#heldTail
-    this.#heldTail = null
-    if (held) fs.closeSync(held.fd)
+    const held = this.#held
+    this.#held = []
+    this.#heldBytes = 0
+    this.#heldBroken = null
+    for (const h of held) fs.closeSync(h.fd)
   }
 
   async #ship(plan: Extract<Plan, { kind: 'ship' }>, shm: ShmHeader): Promise<void> {
     const indexBefore = this.#index
     if (plan.tail) {
       await this.#uploadRun(plan.tail, this.#shipped.offset)
+      this.#settleHeld()
     }
     const restarted = (): boolean => this.#shipped.header !== null && this.#shipped.offset > 0 && (shm.salt1 !== this.#shipped.header.salt1 || shm.salt2 !== this.#shipped.header.salt2)
-    if (restarted()) {
+    // Complete only once nothing of it is held any more: a held incarnation ships in chunks, over several plans.
+    if (restarted() && !this.#heldOfShipped()) {
       // The shipped incarnation is complete: the next one is the next index, from offset 0.
       if (this.#index + 1 > MAX_INDEX) throw new ReplicaError('WAL_INVALID', 'max index exceeded')
       this.#index++
@@ -774,6 +869,7 @@ export class Replicator {
     if (plan.next) {
       this.#shipped = { header: plan.next.header, offset: 0, checksum: plan.next.header.checksum }
       await this.#uploadRun(plan.next.body, 0)
+      this.#settleHeld()
     }
     if (this.#caughtUp(shm)) this.#iChangeBase = shm.iChange
     this.#trustRestart = false
@@ -813,7 +909,6 @@ export class Replicator {
       for (let f = segStart === 0 ? WAL_HEADER_SIZE : 0; f < seg.length; f += fsz) if (seg.readUInt32BE(f + 4) !== 0) commits++
       const info = await this.#opts.client.writeWalSegment(this.#generation, this.#index, segStart, body)
       this.#shipped = { header, offset: segStart + seg.length, checksum }
-      if (this.#heldTail !== null && this.#shipped.offset >= this.#heldTail.offset + this.#heldTail.length) this.#dropHeld()
       if (this.#iChangeBase !== undefined) this.#iChangeBase = (this.#iChangeBase + commits) >>> 0
       this.#lastSegment = { index: this.#index, offset: segStart, size: info.size }
       this.#publish({ bytesShipped: this.#status.bytesShipped + seg.length, objectsWritten: this.#status.objectsWritten + 1, offset: this.#shipped.offset })
@@ -1059,29 +1154,57 @@ export class Replicator {
    * its next commit backfills everything while the WAL still cannot restart; reads the frames we have not shipped
    * into memory; blocks until that checkpoint lets go of READ(0), takes READ(0) (backfill freezes) and, the WAL
    * being fully backfilled, drops the slot, all within microseconds, before the application's next commit, which
-   * then restarts the WAL exactly once, at the end we hold. The next pass ships the held frames as the end of this
-   * index, then the new incarnation. This pass waits for the worker (at most HANDOFF_WINDOW_MS and a checkpoint);
-   * if the window closes without a hand-off (autocheckpoint off, say), the mark goes back to the end and the next
-   * pass end checkpoints itself, as before.
+   * then restarts the WAL exactly once, at the end we hold. The held frames join the queue of held incarnations
+   * (#held), each in its own unlinked file, shipped in order, each incarnation as its own index: so a hand-off need not
+   * wait for the frames earlier ones hold to be shipped, up to MAX_HELD_BYTES held in all. This pass waits for the
+   * worker (at most HANDOFF_WINDOW_MS and a checkpoint); if the window closes without a hand-off (autocheckpoint off,
+   * say), the mark goes back to the end and the next pass end checkpoints itself, as before.
    */
   async #handOff(): Promise<boolean> {
     const h = this.#handle
     const cur = this.#shipped
-    if (!h?.slotHeld || h.raised || cur.header === null || cur.offset < WAL_HEADER_SIZE || this.#imaging || this.#closing !== null) return false
-    if (performance.now() < this.#handOffRetryAt || this.#heldTail !== null) return false
+    if (!h?.slotHeld || h.raised || this.#imaging || this.#closing !== null || this.#iChangeBase === undefined || this.#heldBroken !== null) return false
+    if (performance.now() < this.#handOffRetryAt) return false
     const shm = this.#readShm()
-    if (!shm || shm.salt1 !== cur.header.salt1 || shm.salt2 !== cur.header.salt2) return false
+    if (!shm || shm.mxFrame === 0) return false
     const fsz = frameSize(this.#pageSize)
     const walBytes = WAL_HEADER_SIZE + shm.mxFrame * fsz
-    if (walBytes - cur.offset > MAX_HANDOFF_BYTES) {
-      this.#log.debug({ walBytes, backlog: walBytes - cur.offset }, 'wal hand-off deferred: ship first')
+    // Where the copy starts: after what is held of this incarnation already; at its WAL header when an earlier
+    // incarnation is still held (nothing of this one is shipped or held); else at the shipped position. An incarnation
+    // the replica reached without holding the previous one ships from the WAL first (#planWith proves its continuity).
+    const last = this.#held.at(-1)
+    let header: WalHeader
+    let from: number
+    let into: Held | null = null
+    if (last && last.header.salt1 === shm.salt1 && last.header.salt2 === shm.salt2) {
+      into = last
+      header = last.header
+      from = last.start + last.length
+    } else if (last) {
+      const head = readAt(this.#walPath, 0, WAL_HEADER_SIZE)
+      const parsed = head ? parseWalHeader(head) : null
+      if (!parsed?.ok || parsed.header.salt1 !== shm.salt1 || parsed.header.salt2 !== shm.salt2) return false
+      header = parsed.header
+      from = 0
+    } else if (cur.header !== null && cur.offset >= WAL_HEADER_SIZE && shm.salt1 === cur.header.salt1 && shm.salt2 === cur.header.salt2) {
+      header = cur.header
+      from = cur.offset
+    } else {
       return false
     }
-    const header = cur.header
-    const heldPath = path.join(this.#metaDir, 'handoff.tmp')
-    fs.mkdirSync(this.#metaDir, { recursive: true })
-    const heldFd = fs.openSync(heldPath, 'w+')
-    fs.unlinkSync(heldPath)
+    const room = MAX_HELD_BYTES - this.#heldBytes
+    if (walBytes - from > room) {
+      this.#log.debug({ walBytes, heldBytes: this.#heldBytes, backlog: walBytes - from }, 'wal hand-off deferred: held bytes at their bound')
+      return false
+    }
+    let heldFd: number
+    if (into) heldFd = into.fd
+    else {
+      const heldPath = path.join(this.#metaDir, `handoff-${process.pid}-${this.#index}-${this.#held.length}.tmp`)
+      fs.mkdirSync(this.#metaDir, { recursive: true })
+      heldFd = fs.openSync(heldPath, 'w+')
+      fs.unlinkSync(heldPath)
+    }
     const job = handOff({
       dbPath: this.#opts.dbPath,
       walPath: this.#walPath,
@@ -1089,11 +1212,11 @@ export class Replicator {
       shmFd: h.shmFd,
       pin: h.pinState(),
       header: { bigEndian: header.bigEndian, pageSize: header.pageSize, salt1: header.salt1, salt2: header.salt2, checkpointSeq: header.checkpointSeq },
-      offset: cur.offset,
+      offset: from,
       heldFd,
-      fileBase: 0,
+      fileBase: into ? into.length : 0,
       windowMs: HANDOFF_WINDOW_MS,
-      maxBytes: MAX_HANDOFF_BYTES,
+      maxBytes: room,
     })
     this.#handOffJob = job.catch(() => undefined)
     let r: HandOffResult
@@ -1103,16 +1226,16 @@ export class Replicator {
       // The worker died: which read locks it left held is unknown. Let go of all of them; iChange proves continuity
       // (or a new generation starts) as after any release.
       h.forgetPin()
-      fs.closeSync(heldFd)
+      if (!into) fs.closeSync(heldFd)
       this.#log.warn({ err: errorMessage(err) }, 'wal hand-off worker failed')
       return false
     } finally {
       this.#handOffJob = null
     }
     h.adoptPin(r.pin)
-    this.#log.debug({ handed: r.handed, reason: r.reason, checkpoints: r.checkpoints, lost: r.lost, ms: Math.round(r.ms), held: r.end - cur.offset, walBytes: r.end, readAheadMs: Math.round(r.phases.readAheadMs), firstCheckpointMs: Math.round(r.phases.firstCheckpointMs), raisedMs: Math.round(r.phases.raisedMs) }, 'wal hand-off')
+    this.#log.debug({ handed: r.handed, reason: r.reason, from, endIChange: r.endIChange, base: this.#iChangeBase, shippedOffset: cur.offset, checkpoints: r.checkpoints, lost: r.lost, ms: Math.round(r.ms), held: r.end - from, heldBytes: this.#heldBytes, queued: this.#held.length, walBytes: r.end, readAheadMs: Math.round(r.phases.readAheadMs), firstCheckpointMs: Math.round(r.phases.firstCheckpointMs), raisedMs: Math.round(r.phases.raisedMs) }, 'wal hand-off')
     if (!r.handed) {
-      fs.closeSync(heldFd)
+      if (!into) fs.closeSync(heldFd) // (into: bytes the worker wrote past its length are overwritten by the next)
       this.#handOffRetryAt = performance.now() + HANDOFF_RETRY_MS
       try {
         h.beginReadForImage() // the raised mark back to the end
@@ -1121,8 +1244,17 @@ export class Replicator {
       }
       return false
     }
-    if (r.end > cur.offset) this.#heldTail = { offset: cur.offset, fd: heldFd, length: r.end - cur.offset }
-    else fs.closeSync(heldFd)
+    if (r.end > from) {
+      if (into) {
+        into.length = r.end - into.start
+        into.endIChange = r.endIChange
+      } else {
+        this.#held.push({ header, start: from, fd: heldFd, length: r.end - from, endIChange: r.endIChange, proven: false })
+      }
+      this.#heldBytes += r.end - from
+    } else if (!into) {
+      fs.closeSync(heldFd)
+    }
     this.#handedOff = { salt1: header.salt1, salt2: header.salt2, mxFrame: (r.end - WAL_HEADER_SIZE) / fsz }
     return true
   }
@@ -1143,6 +1275,8 @@ export class Replicator {
 
   #caughtUp(shm: ShmHeader): boolean {
     const cur = this.#shipped
+    // Held incarnations are unshipped whatever the WAL says (it may have just restarted: mxFrame 0, new salts).
+    if (this.#held.length > 0) return false
     if (shm.mxFrame === 0) return true
     if (cur.header === null || shm.salt1 !== cur.header.salt1 || shm.salt2 !== cur.header.salt2) return false
     return WAL_HEADER_SIZE + shm.mxFrame * frameSize(this.#pageSize) === cur.offset
@@ -1343,6 +1477,70 @@ function readAt(file: string | number, position: number, length: number, pooled 
   } finally {
     if (typeof file !== 'number') fs.closeSync(fd)
   }
+}
+
+/**
+ * readCommitted reads one incarnation's bytes [from, end) (from 0: its WAL header first), found at position pos of fd
+ * (the WAL, or a held file), at most about MAX_SEGMENT_BYTES of them (more only to reach a first commit frame), into a
+ * pooled buffer; validates them against header and the checksum seed; and keeps the whole committed frames, which the
+ * caller hands back with releaseReadBuffer (uploadRun does). A string says why they do not validate.
+ */
+function readCommitted(fd: number, pos: number, header: WalHeader, seed: readonly [number, number], from: number, end: number, fsz: number): CommittedRun | string {
+  const skip = from === 0 ? WAL_HEADER_SIZE : 0
+  const start = from + skip
+  if (end <= start) return 'no frames'
+  let len = Math.min(end - start, Math.floor(MAX_SEGMENT_BYTES / fsz) * fsz)
+  let bytes = readAt(fd, pos, skip + len, true)
+  if (!bytes) return 'shorter than expected'
+  let run = checkFrames(header, seed, bytes, skip, bytes.length, Infinity)
+  if (run.frames * fsz === len && run.commitFrames === 0 && len < end - start) {
+    // One transaction larger than a segment: read up to its commit frame, whatever it takes.
+    releaseReadBuffer(bytes)
+    len = end - start
+    bytes = readAt(fd, pos, skip + len, true)
+    if (!bytes) return 'shorter than expected'
+    run = checkFrames(header, seed, bytes, skip, bytes.length, Infinity)
+  }
+  const complete = len === end - start ? run.commitFrames * fsz === len : run.frames * fsz === len && run.commitFrames > 0
+  if (!complete || (skip > 0 && !bytes.subarray(0, skip).equals(header.bytes))) {
+    releaseReadBuffer(bytes)
+    return complete ? 'wal header differs' : `${run.stop} at frame ${run.frames + 1}`
+  }
+  return { bytes: bytes.subarray(0, skip + run.commitFrames * fsz), commits: run.commits, checksum: run.checksum }
+}
+
+/**
+ * scanCommits counts the commit frames of an incarnation held from its WAL header in file fd ([0, end)), reading frame
+ * headers in bounded chunks: each must carry the incarnation's salts, the file must start with its header and end on a
+ * commit frame. The checksum chain is not checked here: readCommitted checks it as each chunk ships.
+ */
+function scanCommits(fd: number, header: WalHeader, end: number, fsz: number): number | string {
+  const head = readAt(fd, 0, WAL_HEADER_SIZE)
+  if (!head || !head.equals(header.bytes)) return 'wal header differs'
+  if ((end - WAL_HEADER_SIZE) % fsz !== 0) return 'not whole frames'
+  const chunk = Math.floor(POOL_BUFFER_BYTES / fsz) * fsz
+  let commits = 0
+  let lastIsCommit = false
+  for (let p = WAL_HEADER_SIZE; p < end; p += chunk) {
+    const len = Math.min(chunk, end - p)
+    const buf = readAt(fd, p, len, true)
+    if (!buf) return 'shorter than expected'
+    try {
+      for (let f = 0; f < len; f += fsz) {
+        if (buf.readUInt32BE(f + 8) !== header.salt1 || buf.readUInt32BE(f + 12) !== header.salt2) return `salt at frame ${(p + f - WAL_HEADER_SIZE) / fsz + 1}`
+        lastIsCommit = buf.readUInt32BE(f + 4) !== 0
+        if (lastIsCommit) commits++
+      }
+    } finally {
+      releaseReadBuffer(buf)
+    }
+  }
+  return lastIsCommit ? commits : 'does not end on a commit frame'
+}
+
+/** sameSalts: two WAL headers of one incarnation. */
+function sameSalts(a: WalHeader, b: WalHeader): boolean {
+  return a.salt1 === b.salt1 && a.salt2 === b.salt2
 }
 
 function countCommits(walBytes: Buffer, fsz: number): number {
