@@ -23,7 +23,7 @@ import { NOOP_LOGGER, type Logger } from './log.js'
 import type { ReplicaClient } from './replica-client.js'
 import type { Pos, ReplicatorStatus } from './types.js'
 export type { ReplicatorState, ReplicatorStatus } from './types.js'
-import { checkFrames, frameSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from './wal/format.js'
+import { checkFrames, FRAME_HEADER_SIZE, frameSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from './wal/format.js'
 import { handOff, type HandOffResult } from './wal/handoff.js'
 import { imageChunks, imageStream, type PageOverlay } from './wal/image.js'
 import { readShmHeader, type ShmHeader } from './wal/shm.js'
@@ -713,15 +713,21 @@ export class Replicator {
     let tailCommits = 0
     let tailChecksum = cur.checksum
     if (cur.header !== null && cur.offset > 0) {
+      // Frames of the old incarnation past the shipped position survive only where the new one has not overwritten
+      // the file yet. Look at the first frame's salts before reading a segment's worth: after a hand-off the bytes
+      // there are the new incarnation's, or an older one's, on nearly every restart.
       const size = wal >= 0 ? fs.fstatSync(wal).size : 0
       const avail = size > cur.offset ? Math.floor((size - cur.offset) / fsz) * fsz : 0
-      const more = avail > 0 ? readAt(wal, cur.offset, Math.min(avail, MAX_SEGMENT_BYTES)) : null
+      const peek = avail > 0 ? readAt(wal, cur.offset, FRAME_HEADER_SIZE) : null
+      const more = peek && peek.readUInt32BE(8) === cur.header.salt1 && peek.readUInt32BE(12) === cur.header.salt2 ? readAt(wal, cur.offset, Math.min(avail, MAX_SEGMENT_BYTES), true) : null
       if (more) {
         const run = checkFrames(cur.header, tailChecksum, more, 0, more.length, Infinity)
         if (run.commitFrames > 0) {
           tail = more.subarray(0, run.commitFrames * fsz)
           tailCommits = run.commits
           tailChecksum = run.checksum
+        } else {
+          releaseReadBuffer(more)
         }
       }
     }
