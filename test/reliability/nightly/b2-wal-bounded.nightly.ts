@@ -1,6 +1,7 @@
 /**
- * KNOWN RED (tracking: issue 7 closing notes, docs/reliability.md); the bound is unchanged. Why: a writer restarts
- * the WAL only when it is fully backfilled and it can lock READ(1..4) exclusively. The service's pin always holds one
+ * RED ON MAIN, GREEN ON BRANCH b2-queue (session 6, below; tracking: issue 7 closing notes, docs/reliability.md); the
+ * bound is unchanged. Why it is red on main: a writer restarts the WAL only when it is fully backfilled and it can
+ * lock READ(1..4) exclusively. The service's pin always holds one
  * of those slots (that is what keeps unshipped frames from being overwritten), and the application's autocheckpoint
  * never backfills the commit it has just made past our mark, so under continuous writes the WAL only grows (941 MiB
  * in 60 s at 3,675 tx/s; no data lost). Litestream v0.3.13 behaves the same (matrix K12). Rejected fix: holding the
@@ -33,6 +34,21 @@
  * same sitting: application 6,439 tx/s against main's 7,009-7,314 (a run under outside load: 3,825), peak RSS 232-265
  * MiB against 140. Next: let a hand-off proceed while earlier held frames are unshipped (a queue of held incarnations,
  * each shipped as its own index, iChange counted across them).
+ * Session 6 built that (branch b2-queue, on main 24a84f0; decision 0003, addendum of session 6): held incarnations in
+ * a queue of unlinked files (1 GiB in all at most), each shipped as its own index in chunks of one segment, its
+ * commits checked against iChange at its held end (the worker reads it with the end) before its first segment. GREEN
+ * in 6 runs of 60 s: max WAL 27.8, 31.1, 34.4 MiB, then after the last change (a restart no longer reads 16 MiB of
+ * the old incarnation blindly) 23.9, 45.2, 52.4 MiB; 117-142 incarnations; 1 generation each; 3,131-3,697 tx/s;
+ * every gate 0; 107-136 hand-offs a run, all landed (p50 9-12 ms, max 34-212 ms). The queue was used when the
+ * replica fell behind: up to 3 earlier incarnations held at a hand-off and 82.2 MiB held in one run (more than the 64
+ * MiB session 5 could hold), up to 1 in two others, none in three. Margin: the last run peaked at 52.4 of 64 MiB;
+ * most likely because a pass checks for a hand-off only between segment uploads (and waits for the worker), so a
+ * slow upload lets the WAL grow meanwhile (not verified).
+ * Two runs before a fix (#caughtUp was true while frames were held, when the index showed mxFrame 0 right after a
+ * restart, so the iChange base jumped) were red: 90.9 and 100.5 MiB, 2 and 7 generations, gates 0. Cost,
+ * bench:single, same sittings: application 7,053-7,382 tx/s against main's 7,465-7,944, peak RSS 130-160 MiB against
+ * 144-145 (decision 0003 has every run). Next: let the pass hand off while a segment uploads (the worker holds the pin;
+ * an upload needs it only for frames not yet read), and a test of MAX_HELD_BYTES.
  *
  * B2 Application autocheckpoint at a high write rate (K9, K12), nightly: SQLite's default wal_autocheckpoint (1000
  * pages), the writer as fast as it can go for 60 s. Must hold: I1–I8 and the WAL stays bounded. Bound: 64 MiB, 16×
