@@ -130,6 +130,8 @@ export class Replicator {
   /** The handle's descriptors on the database and `-shm` files (its WAL pin's), open exactly as long as it is. */
   #dbFd = -1
   #shmFd = -1
+  /** walFd is a descriptor on the `-wal` file, open while the handle is (see #plan); -1 when not open. */
+  #walFd = -1
   #dbIno = ''
   #pageSize = 0
   #generation = ''
@@ -471,6 +473,7 @@ export class Replicator {
 
   #closeHandle(): void {
     try {
+      this.#closeWal()
       this.#handle?.close()
     } finally {
       this.#handle = null
@@ -571,19 +574,34 @@ export class Replicator {
 
   /**
    * plan decides what to ship, reading and validating WAL bytes synchronously (no await, so nothing moves), through
-   * one descriptor on the WAL for the whole plan.
+   * the descriptor on the WAL that the replicator keeps while the handle is open (an open and a close per pass were
+   * 6 % of the CPU at 1,000 clients). SQLite deletes a WAL only under an EXCLUSIVE lock on the database, which our
+   * pin's SHARED lock excludes, so the descriptor stays the WAL's. Any other process replacing the file makes the
+   * header disagree with the index: every plan but 'ship' therefore drops the descriptor, and the next one opens
+   * the file afresh.
    */
   #plan(shm: ShmHeader): Plan {
-    let wal = -1
-    try {
-      wal = fs.openSync(this.#walPath, 'r')
-    } catch {
-      // no WAL file: every read below comes back empty
+    if (this.#walFd < 0) {
+      try {
+        this.#walFd = fs.openSync(this.#walPath, 'r')
+      } catch {
+        // no WAL file: every read below comes back empty
+      }
     }
+    const plan = this.#planWith(this.#walFd, shm)
+    if (plan.kind !== 'ship') this.#closeWal()
+    return plan
+  }
+
+  /** closeWal closes the WAL descriptor. No lock lives on it (SQLite locks only the database and `-shm`). */
+  #closeWal(): void {
+    const fd = this.#walFd
+    this.#walFd = -1
+    if (fd < 0) return
     try {
-      return this.#planWith(wal, shm)
-    } finally {
-      if (wal >= 0) fs.closeSync(wal)
+      fs.closeSync(fd)
+    } catch {
+      // a read-only descriptor: nothing to flush, nothing lost
     }
   }
 
