@@ -159,6 +159,9 @@ export class Replicator {
   #advanceTimer: NodeJS.Timeout | null = null
   #lastAdvanceAt = -Infinity
   #status: ReplicatorStatus
+  /** bytesShipped and objectsWritten are the status counters, counted here and copied by every #publish. */
+  #bytesShipped = 0
+  #objectsWritten = 0
   #loop: Promise<void> | null = null
   #loopAbort = new AbortController()
   #closing: Promise<void> | null = null
@@ -435,10 +438,10 @@ export class Replicator {
     }
     // Caught up: checkpoint, snapshot and retention only run when everything committed is durable.
     await this.#afterShip()
-    if (startedDirty !== null) this.#publish({ lastLagMs: this.#opts.now() - startedDirty })
     // Changes notified while this pass ran may not be in it: keep them pending.
     this.#dirtySince = this.#changeSeq === startedSeq ? null : startedAt
-    this.#publish({ state: 'idle', lastSyncAt: this.#opts.now(), lastError: null })
+    const now = this.#opts.now()
+    this.#publish({ state: 'idle', lastSyncAt: now, lastError: null, lastLagMs: startedDirty === null ? this.#status.lastLagMs : now - startedDirty })
     return this.pos()
   }
 
@@ -748,7 +751,10 @@ export class Replicator {
       this.#shipped = { header, offset: segStart + seg.length, checksum }
       if (this.#iChangeBase !== undefined) this.#iChangeBase = (this.#iChangeBase + commits) >>> 0
       this.#lastSegment = { index: this.#index, offset: segStart, size: info.size }
-      this.#publish({ bytesShipped: this.#status.bytesShipped + seg.length, objectsWritten: this.#status.objectsWritten + 1, offset: this.#shipped.offset })
+      this.#bytesShipped += seg.length
+      this.#objectsWritten++
+      // Progress of a long run shows as it goes; the last segment's is in the status #ship publishes next.
+      if (cut < bytes.length) this.#publish({ offset: this.#shipped.offset })
       this.#log.debug({ index: this.#index, offset: segStart, bytes: seg.length }, 'wal segment uploaded')
       p = cut
     }
@@ -856,7 +862,8 @@ export class Replicator {
       await this.#opts.client.writeSnapshot(generation, index, stream)
     }
     this.#lastSnapshotAtMs = this.#opts.now()
-    this.#publish({ lastSnapshotAt: this.#lastSnapshotAtMs, objectsWritten: this.#status.objectsWritten + 1 })
+    this.#objectsWritten++
+    this.#publish({ lastSnapshotAt: this.#lastSnapshotAtMs })
     this.#log.info({ generation, index, bytes }, 'snapshot written')
   }
 
@@ -909,7 +916,7 @@ export class Replicator {
     if (o.snapshotIntervalMs > 0 && this.#changedSinceSnapshot && this.#lastSnapshotAtMs !== null && now - this.#lastSnapshotAtMs >= o.snapshotIntervalMs) {
       await this.#snapshotNow()
     }
-    if (o.retentionMs > 0 && this.#changedSinceSnapshot === false && now - this.#lastRetentionAt >= o.retentionCheckIntervalMs && this.#status.objectsWritten > 0) {
+    if (o.retentionMs > 0 && this.#changedSinceSnapshot === false && now - this.#lastRetentionAt >= o.retentionCheckIntervalMs && this.#objectsWritten > 0) {
       this.#lastRetentionAt = now
       await this.enforceRetention()
     }
@@ -1009,9 +1016,11 @@ export class Replicator {
     )
   }
 
+  /** publish replaces the status (one frozen object per call, so a pass publishes as few times as it can). */
   #publish(patch: Partial<ReplicatorStatus>): void {
-    this.#status = Object.freeze({ ...this.#status, ...patch })
-    this.#opts.onStatus?.(this.status())
+    const lagMs = this.#dirtySince === null ? 0 : this.#opts.now() - this.#dirtySince
+    this.#status = Object.freeze({ ...this.#status, ...patch, lagMs, bytesShipped: this.#bytesShipped, objectsWritten: this.#objectsWritten })
+    this.#opts.onStatus?.(this.#status)
   }
 
   /**
