@@ -11,7 +11,7 @@ import path from 'node:path'
 import { errorMessage } from './errors.js'
 import { NOOP_LOGGER, type Logger } from './log.js'
 import type { ReplicaClient } from './replica-client.js'
-import { Replicator, type ReplicatorOptions } from './replicator.js'
+import { PassSlots, Replicator, type ReplicatorOptions } from './replicator.js'
 import type { ClientInfo, ClientState, DrillStatus, Pos, ReplicatorStatus, StatusSource } from './types.js'
 export type { ClientInfo, ClientState } from './types.js'
 import { runDrill } from './restore/drill.js'
@@ -30,6 +30,11 @@ export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000
 export const DEFAULT_DRILL_INTERVAL_MS = 6 * 3600_000
 /** DEFAULT_MAX_CONCURRENT_STARTS bounds how many databases open and take their first snapshot at once. */
 export const DEFAULT_MAX_CONCURRENT_STARTS = 8
+/**
+ * DEFAULT_MAX_CONCURRENT_PASSES bounds how many replicators run a pass at once (PassSlots). Enough for 1,000 clients
+ * a second on a replica that takes 100 ms an object.
+ */
+export const DEFAULT_MAX_CONCURRENT_PASSES = 128
 /** START_JITTER_MS spreads the starts of a backlog (start-up, a burst of new files) so they do not move in lockstep. */
 export const START_JITTER_MS = 20
 
@@ -43,6 +48,8 @@ export interface ManagerOptions {
   /** reconcileIntervalMs is the period of the safety scan. Default 30 s. */
   readonly reconcileIntervalMs?: number
   readonly maxConcurrentStarts?: number
+  /** maxConcurrentPasses bounds how many replicators run a pass at once. Default DEFAULT_MAX_CONCURRENT_PASSES. */
+  readonly maxConcurrentPasses?: number
   /** drillIntervalMs: restore each changed client from its replica this often and check it. 0 disables. Default 6 h. */
   readonly drillIntervalMs?: number
   /** drillMaxBytes skips drills of databases larger than this (local disk bound). Default 1 GiB. */
@@ -90,12 +97,14 @@ export class Manager implements StatusSource {
   #startQueue: Entry[] = []
   /** Entries taken off the queue and waiting out their jitter. */
   readonly #jittering = new Set<Entry>()
+  readonly #passSlots: PassSlots
   #starting = 0
   #closed = false
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts
     this.#log = opts.log ?? NOOP_LOGGER
+    this.#passSlots = new PassSlots(opts.maxConcurrentPasses ?? DEFAULT_MAX_CONCURRENT_PASSES)
   }
 
   /** start creates missing watch directories, scans them, and follows their events. */
@@ -359,6 +368,7 @@ export class Manager implements StatusSource {
       client,
       log: this.#log.child({ client: entry.id }),
       onStatus: (s) => this.#onStatus(entry, s),
+      passSlots: this.#passSlots,
     })
     entry.replicator = r
     r.start()

@@ -80,8 +80,43 @@ export interface ReplicatorOptions {
   readonly busyErrorAfterMs?: number
   /** onStatus is called with every new status. */
   readonly onStatus?: (status: ReplicatorStatus) => void
+  /** passSlots, shared by the replicators of a process, bounds how many run a pass of their loop at once. */
+  readonly passSlots?: PassSlots
   /** now is the clock (tests inject one). */
   readonly now?: () => number
+}
+
+/**
+ * PassSlots is a FIFO semaphore that the replicators of one process share: a loop's pass waits for a slot before it
+ * reads anything. Everything a pass holds while its objects become durable (the frames read, the encoded object,
+ * its promises) would otherwise be held by every due database at once after a stall, such as the end of a cold
+ * start or a busy neighbour on the machine, and that is where the service's memory peaked. Passes that tests or
+ * close() start directly do not wait.
+ */
+export class PassSlots {
+  #free: number
+  readonly #waiting: (() => void)[] = []
+
+  constructor(readonly size: number) {
+    if (!Number.isInteger(size) || size < 1) throw new RangeError(`pass slots must be a positive integer, got ${size}`)
+    this.#free = size
+  }
+
+  /** acquire takes a slot: undefined when one was free, else a promise that resolves once one is handed over. */
+  acquire(): Promise<void> | undefined {
+    if (this.#free > 0) {
+      this.#free--
+      return undefined
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve))
+  }
+
+  /** release hands the slot to the longest waiter, or frees it. */
+  release(): void {
+    const next = this.#waiting.shift()
+    if (next) next()
+    else this.#free++
+  }
 }
 
 interface Shipped {
@@ -120,7 +155,7 @@ interface NextIncarnation {
 
 /** Replicator replicates one database. All mutable state is written by its loop (or by close, after the loop ended). */
 export class Replicator {
-  readonly #opts: Required<Omit<ReplicatorOptions, 'onStatus' | 'log' | 'metaDir'>> & Pick<ReplicatorOptions, 'onStatus'>
+  readonly #opts: Required<Omit<ReplicatorOptions, 'onStatus' | 'log' | 'metaDir' | 'passSlots'>> & Pick<ReplicatorOptions, 'onStatus' | 'passSlots'>
   readonly #log: Logger
   readonly #metaDir: string
   readonly #walPath: string
@@ -181,6 +216,7 @@ export class Replicator {
       retentionMs,
       retentionCheckIntervalMs: opts.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS,
       onStatus: opts.onStatus,
+      passSlots: opts.passSlots,
       now: opts.now ?? Date.now,
     })
     this.#log = opts.log ?? NOOP_LOGGER
@@ -311,6 +347,13 @@ export class Replicator {
         continue
       }
       lastAttemptAt = now
+      const slots = this.#opts.passSlots
+      const wait = slots?.acquire()
+      if (wait) await wait
+      if (signal.aborted) {
+        slots?.release()
+        break
+      }
       try {
         await this.sync()
         backoffMs = 0
@@ -333,6 +376,8 @@ export class Replicator {
           this.#log.error({ err: msg, backoffMs }, 'sync failed')
           this.#publish({ state: 'error', lastError: msg })
         }
+      } finally {
+        slots?.release()
       }
     }
   }
