@@ -140,8 +140,7 @@ export class Manager implements StatusSource {
   #onEvents(dir: string, events: readonly FsEvent[]): void {
     if (this.#closed) return
     for (const e of events) {
-      if (path.dirname(e.path) !== dir) continue
-      const name = path.basename(e.path)
+      const name = e.name
       const wal = GUID_WAL_RE.exec(name)
       if (wal) {
         const entry = this.#entries.get(wal[1]!)
