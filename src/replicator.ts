@@ -168,6 +168,9 @@ export class Replicator {
   /** walFd is a descriptor on the `-wal` file, open while the handle is (see #plan); -1 when not open. */
   #walFd = -1
   #dbIno = ''
+  /** dbDevN and dbInoN are #dbIno's numbers, compared on every pass without building the string. */
+  #dbDevN = -1n
+  #dbInoN = -1n
   #pageSize = 0
   #generation = ''
   #index = 0
@@ -497,7 +500,7 @@ export class Replicator {
     } catch (err) {
       throw new ReplicaError('NOT_FOUND', `database ${this.#opts.dbPath} is gone`, { cause: err })
     }
-    if (`${st.dev}:${st.ino}` !== this.#dbIno) {
+    if (st.ino !== this.#dbInoN || st.dev !== this.#dbDevN) {
       // Replaced by rename or deleted and recreated: a different database from here on.
       this.#log.info({ reason: 'database file replaced' }, 'reopening database')
       this.#closeHandle()
@@ -515,6 +518,8 @@ export class Replicator {
     this.#shmFd = handle.shmFd
     const st = fs.fstatSync(handle.dbFd, { bigint: true })
     this.#dbIno = `${st.dev}:${st.ino}`
+    this.#dbDevN = st.dev
+    this.#dbInoN = st.ino
     this.#pageSize = check.pageSize
     this.#iChangeBase = undefined
   }
