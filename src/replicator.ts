@@ -1092,6 +1092,22 @@ export class Replicator {
     return this.#closing
   }
 
+  /** slotUntil takes a pass slot, waiting no later than deadline; false when it got none (or there are no slots). */
+  async #slotUntil(deadline: number): Promise<boolean> {
+    const slots = this.#opts.passSlots
+    if (!slots) return false
+    const wait = slots.acquire()
+    if (!wait) return true
+    let timer: NodeJS.Timeout | undefined
+    const got = await Promise.race([
+      wait.then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - this.#opts.now())))),
+    ])
+    clearTimeout(timer)
+    if (!got) void wait.then(() => slots.release()) // handed over after we gave up: straight back
+    return got
+  }
+
   async #close(timeoutMs: number): Promise<void> {
     const deadline = this.#opts.now() + timeoutMs
     this.#loopAbort.abort()
@@ -1099,6 +1115,10 @@ export class Replicator {
     await withTimeout(this.#loop ?? Promise.resolve(), timeoutMs, 'replication loop').catch(() => {})
     this.#started.resolve()
     let failure: unknown
+    // The final sync holds what a pass holds, so it takes a pass slot too (a process closing a thousand replicators
+    // at once would otherwise hold a thousand passes' memory), waiting at most half the time left: shipping what was
+    // committed comes first, so after that it goes ahead without one.
+    const slot = await this.#slotUntil(this.#opts.now() + (deadline - this.#opts.now()) / 2)
     try {
       if (fs.existsSync(this.#opts.dbPath)) {
         // Keep trying (S3 throttling, a brief outage) until the shutdown deadline: nothing committed is left behind
@@ -1117,6 +1137,8 @@ export class Replicator {
     } catch (err) {
       failure = err
       this.#log.error({ err: errorMessage(err) }, 'final sync failed')
+    } finally {
+      if (slot) this.#opts.passSlots!.release()
     }
     const wasOpen = this.#handle !== null
     if (this.#advanceTimer !== null) clearTimeout(this.#advanceTimer)
