@@ -70,8 +70,13 @@ interface Entry {
   dbSizeBytes: number
   walSizeBytes: number
   walSig: string
-  /** sizesStale: the WAL changed since the sizes were read; the end of the next pass reads them once. */
+  /** sizesStale: the sizes may be out of date; the end of the next pass reads them once. */
   sizesStale: boolean
+  /**
+   * walSizeStale: the WAL changed (a watcher event); the end of the next pass reads its size and signature. The
+   * database file's own events read its size, so a pass need not stat it too.
+   */
+  walSizeStale: boolean
   detectedAt: number
   lastError: string | null
   replicator: Replicator | null
@@ -146,7 +151,7 @@ export class Manager implements StatusSource {
         const entry = this.#entries.get(wal[1]!)
         if (entry && entry.dir === dir && entry.replicator) {
           entry.replicator.notify('wal')
-          entry.sizesStale = true // read at the end of the pass: two stats per WAL write were a hot path
+          entry.walSizeStale = true // read at the end of the pass: stats per WAL write were a hot path
         }
         continue
       }
@@ -316,6 +321,7 @@ export class Manager implements StatusSource {
       walSizeBytes: 0,
       walSig: '',
       sizesStale: false,
+      walSizeStale: false,
       detectedAt: Date.now(),
       lastError: null,
       replicator: null,
@@ -382,9 +388,11 @@ export class Manager implements StatusSource {
       entry.state = s.state === 'error' ? 'error' : s.state === 'replicating' ? 'replicating' : s.state === 'idle' ? 'idle' : s.state === 'stopped' ? 'stopped' : 'starting'
       entry.lastError = s.lastError
     }
-    if (s.state === 'idle' && entry.sizesStale) {
+    if (s.state === 'idle' && (entry.sizesStale || entry.walSizeStale)) {
+      if (entry.sizesStale) this.#updateSizes(entry)
+      else this.#updateWalSize(entry)
       entry.sizesStale = false
-      this.#updateSizes(entry)
+      entry.walSizeStale = false
     }
     this.#changed(entry.id)
   }
@@ -395,6 +403,10 @@ export class Manager implements StatusSource {
     } catch {
       // deleted; reconcile stops it
     }
+    this.#updateWalSize(e)
+  }
+
+  #updateWalSize(e: Entry): void {
     const st = walStat(e.path)
     e.walSizeBytes = st ? Number(st.size) : 0
     if (st) e.walSig = sigOf(st)
