@@ -25,7 +25,7 @@ import type { Pos, ReplicatorStatus } from './types.js'
 export type { ReplicatorState, ReplicatorStatus } from './types.js'
 import { checkFrames, frameSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from './wal/format.js'
 import { imageChunks, imageStream, type PageOverlay } from './wal/image.js'
-import { readShmHeader, type ShmHeader } from './wal/shm.js'
+import type { ShmHeader } from './wal/shm.js'
 import { checkDbFile, SqliteHandle } from './wal/sqlite-handle.js'
 import { defaultMetaDir, loadState, saveState, type PersistedState } from './wal/state-file.js'
 
@@ -158,12 +158,10 @@ export class Replicator {
   readonly #log: Logger
   readonly #metaDir: string
   readonly #walPath: string
-  readonly #shmBuf = Buffer.alloc(104)
 
   #handle: SqliteHandle | null = null
-  /** The handle's descriptors on the database and `-shm` files (its WAL pin's), open exactly as long as it is. */
+  /** The handle's descriptor on the database file (its WAL pin's), open exactly as long as it is. */
   #dbFd = -1
-  #shmFd = -1
   /** walFd is a descriptor on the `-wal` file, open while the handle is (see #plan); -1 when not open. */
   #walFd = -1
   #dbIno = ''
@@ -275,7 +273,7 @@ export class Replicator {
       const shm = this.#readShm()
       if (!shm || this.#iChangeBase === undefined || shm.iChange !== this.#iChangeBase) {
         try {
-          this.#handle.beginRead()
+          this.#handle.beginRead(shm)
         } catch {
           // SQLITE_BUSY: the next pass retries.
         }
@@ -525,7 +523,6 @@ export class Replicator {
     const handle = SqliteHandle.open(this.#opts.dbPath)
     this.#handle = handle
     this.#dbFd = handle.dbFd
-    this.#shmFd = handle.shmFd
     const st = fs.fstatSync(handle.dbFd, { bigint: true })
     this.#dbIno = `${st.dev}:${st.ino}`
     this.#dbDevN = st.dev
@@ -540,7 +537,6 @@ export class Replicator {
       this.#handle?.close()
     } finally {
       this.#handle = null
-      this.#shmFd = -1
       this.#dbFd = -1
     }
   }
@@ -632,7 +628,7 @@ export class Replicator {
   #lastSnapshotAtMs: number | null = null
 
   #readShm(): ShmHeader | undefined {
-    return this.#shmFd >= 0 ? readShmHeader(this.#shmFd, this.#shmBuf) : undefined
+    return this.#handle?.readIndex()
   }
 
   /**
@@ -1006,8 +1002,8 @@ export class Replicator {
         // events of older writes) must not take the WAL back from it.
         this.#releasedAtIChange = undefined
         try {
-          if (handle.reading) handle.advance()
-          else handle.beginRead()
+          if (handle.reading) handle.advance(shm)
+          else handle.beginRead(shm)
         } catch {
           // SQLITE_BUSY: unpinned until the next change; iChange still proves continuity.
         }

@@ -19,6 +19,7 @@
 import fs from 'node:fs'
 import { ReplicaError } from '../errors.js'
 import { probeLock, setLock } from './ofd-lock.js'
+import { parseShmHeader, type ShmHeader } from './shm.js'
 
 /** Database-file lock bytes of SQLite's unix VFS (os_unix.c). */
 const PENDING_BYTE = 0x40000000
@@ -41,6 +42,8 @@ export type PinResult = { readonly pinned: true; readonly slot: number; readonly
 export class WalPin {
   readonly #buf = Buffer.alloc(HDR_BYTES)
   readonly #mark = Buffer.alloc(4)
+  /** index is the header readIndex parsed from #buf, while #buf (read marks included) still holds that read. */
+  #index: ShmHeader | undefined
   #slot = 0
   /** heldMark is the mark of the slot held, as verified when it was taken (no one can change it while we hold it). */
   #heldMark = 0
@@ -90,12 +93,13 @@ export class WalPin {
    * locking it re-reads the mark and the salts; a change means a checkpointer or a WAL restart got in between.
    * Never waits. Keeps an existing pin.
    */
-  acquire(): PinResult {
+  acquire(known?: ShmHeader): PinResult {
     if (this.#closed) throw new ReplicaError('CLOSED', 'wal pin is closed')
     if (this.#slot !== 0) return { pinned: true, slot: this.#slot, mark: this.#heldMark }
     let reason = 'no read-mark slot available'
     for (let attempt = 0; attempt < 10; attempt++) {
-      const hdr = this.#readHeader()
+      // The first try may start from the caller's fresh read: the verification below reads again anyway.
+      const hdr = attempt === 0 ? this.#known(known) : this.#readHeader()
       if (!hdr) {
         reason = 'wal index header unreadable'
         continue
@@ -147,13 +151,41 @@ export class WalPin {
    * advance re-pins at the committed end if the held mark is behind it: release, then acquire, which claims a
    * slot other than the one just released when one is free. Returns the new state.
    */
-  advance(): PinResult {
-    if (this.#slot === 0) return this.acquire()
-    const hdr = this.#readHeader() // also reads the read marks into #buf: no second pread for ours
+  advance(known?: ShmHeader): PinResult {
+    if (this.#slot === 0) return this.acquire(known)
+    const hdr = this.#known(known) // also has the read marks in #buf: no second pread for ours
     const mark = this.#buf.readUInt32LE(READ_MARK(this.#slot))
     if (hdr && mark >= hdr.mxFrame) return { pinned: true, slot: this.#slot, mark }
     this.release()
-    return this.acquire()
+    return this.acquire(this.#index)
+  }
+
+  /**
+   * readIndex reads the WAL-index header (and, into the pin's buffer, the read marks) in one pread; undefined when
+   * unreadable or uninitialised. Passing the result straight back to advance or acquire saves them a read: a pin
+   * taken from it is verified by a read after locking, like any other.
+   */
+  readIndex(): ShmHeader | undefined {
+    this.#index = undefined
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (fs.readSync(this.shmFd, this.#buf, 0, HDR_BYTES, 0) < HDR_BYTES) return undefined
+      const h = parseShmHeader(this.#buf)
+      if (h === null) continue
+      this.#index = h
+      return h
+    }
+    return undefined
+  }
+
+  /** forget drops the last readIndex result: a connection of ours may have moved the read marks since. */
+  forget(): void {
+    this.#index = undefined
+  }
+
+  /** known is the header of known when it is the last readIndex result (still in #buf), else a fresh read. */
+  #known(known: ShmHeader | undefined): { mxFrame: number; salts: string } | undefined {
+    if (known === undefined || known !== this.#index) return this.#readHeader()
+    return { mxFrame: known.mxFrame, salts: this.#buf.toString('hex', 32, 40) }
   }
 
   /** release lets go of the read-mark slot, if held; the database and dead-man-switch locks stay. */
@@ -186,6 +218,7 @@ export class WalPin {
 
   /** readHeader reads the index header and checkpoint info; undefined unless both header copies agree. */
   #readHeader(): { mxFrame: number; salts: string } | undefined {
+    this.#index = undefined
     const b = this.#buf
     if (fs.readSync(this.shmFd, b, 0, HDR_BYTES, 0) < HDR_BYTES) return undefined
     if (b[12] !== 1 || b.compare(b, 0, 48, 48, 96) !== 0) return undefined

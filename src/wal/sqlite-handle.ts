@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import Database from 'better-sqlite3'
 import { ReplicaError, type ErrorCode } from '../errors.js'
 import { WalPin } from './pin.js'
+import type { ShmHeader } from './shm.js'
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1')
 
@@ -134,15 +135,23 @@ export class SqliteHandle {
     return this.#pin.pinned
   }
 
+  /**
+   * readIndex reads the WAL-index header, or undefined when it is unreadable. Handing the result straight to
+   * beginRead or advance saves them a read of their own.
+   */
+  readIndex(): ShmHeader | undefined {
+    return this.#pin.readIndex()
+  }
+
   /** beginRead pins the WAL at its committed end (or keeps the pin). Throws BUSY when it cannot right now. */
-  beginRead(): void {
-    const r = this.#pin.acquire()
+  beginRead(known?: ShmHeader): void {
+    const r = this.#pin.acquire(known)
     if (!r.pinned) throw new ReplicaError('BUSY', `${this.#path}: cannot pin the wal: ${r.reason}`)
   }
 
   /** advance moves a held pin to the current end of the WAL when its mark is behind. Unpinned if that fails. */
-  advance(): void {
-    this.#pin.advance()
+  advance(known?: ShmHeader): void {
+    this.#pin.advance(known)
   }
 
   /** endRead releases the pin, if any. */
@@ -155,6 +164,7 @@ export class SqliteHandle {
    * scans: for restore drills, not hot paths). sqlite_* and _litestream_* tables are left out.
    */
   tableCounts(): Record<string, number> {
+    this.#pin.forget()
     const db = connect(this.#path)
     try {
       db.prepare('BEGIN').run()
@@ -171,6 +181,7 @@ export class SqliteHandle {
   /** checkpoint releases the pin and runs `PRAGMA wal_checkpoint(mode)` on a short-lived connection, never waiting. */
   checkpoint(mode: 'PASSIVE' | 'TRUNCATE'): { busy: boolean; log: number; checkpointed: number } {
     this.endRead()
+    this.#pin.forget()
     const db = connect(this.#path)
     try {
       const row = db.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number }
