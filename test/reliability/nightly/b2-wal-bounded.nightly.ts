@@ -33,6 +33,23 @@
  * same sitting: application 6,439 tx/s against main's 7,009-7,314 (a run under outside load: 3,825), peak RSS 232-265
  * MiB against 140. Next: let a hand-off proceed while earlier held frames are unshipped (a queue of held incarnations,
  * each shipped as its own index, iChange counted across them).
+ * Session 6 built that (branch b2-queue, on main 24a84f0, NOT MERGED: main has changed the pin, the handle and the
+ * replicator since (81f01e3, fee96b6, a575196), so it needs a rebase and another round; the branch's decision 0003
+ * addendum has the details): held incarnations in a queue of unlinked files (1 GiB in all at most), each shipped as
+ * its own index in chunks of one segment, its commits checked against iChange at its held end (the worker reads it
+ * with the end) before its first segment. GREEN ON THE BRANCH
+ * in 6 runs of 60 s: max WAL 27.8, 31.1, 34.4 MiB, then after the last change (a restart no longer reads 16 MiB of
+ * the old incarnation blindly) 23.9, 45.2, 52.4 MiB; 117-142 incarnations; 1 generation each; 3,131-3,697 tx/s;
+ * every gate 0; 107-136 hand-offs a run, all landed (p50 9-12 ms, max 34-212 ms). The queue was used when the
+ * replica fell behind: up to 3 earlier incarnations held at a hand-off and 82.2 MiB held in one run (more than the 64
+ * MiB session 5 could hold), up to 1 in two others, none in three. Margin: the last run peaked at 52.4 of 64 MiB;
+ * most likely because a pass checks for a hand-off only between segment uploads (and waits for the worker), so a
+ * slow upload lets the WAL grow meanwhile (not verified).
+ * Two runs before a fix (#caughtUp was true while frames were held, when the index showed mxFrame 0 right after a
+ * restart, so the iChange base jumped) were red: 90.9 and 100.5 MiB, 2 and 7 generations, gates 0. Cost,
+ * bench:single, same sittings: application 7,053-7,382 tx/s against main's 7,465-7,944, peak RSS 130-160 MiB against
+ * 144-145 (decision 0003 has every run). Next: let the pass hand off while a segment uploads (the worker holds the pin;
+ * an upload needs it only for frames not yet read), and a test of MAX_HELD_BYTES.
  *
  * B2 Application autocheckpoint at a high write rate (K9, K12), nightly: SQLite's default wal_autocheckpoint (1000
  * pages), the writer as fast as it can go for 60 s. Must hold: I1–I8 and the WAL stays bounded. Bound: 64 MiB, 16×
