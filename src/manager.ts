@@ -11,7 +11,7 @@ import path from 'node:path'
 import { errorMessage } from './errors.js'
 import { NOOP_LOGGER, type Logger } from './log.js'
 import type { ReplicaClient } from './replica-client.js'
-import { Replicator, type ReplicatorOptions } from './replicator.js'
+import { PassSlots, Replicator, type ReplicatorOptions } from './replicator.js'
 import type { ClientInfo, ClientState, DrillStatus, Pos, ReplicatorStatus, StatusSource } from './types.js'
 export type { ClientInfo, ClientState } from './types.js'
 import { runDrill } from './restore/drill.js'
@@ -30,6 +30,11 @@ export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000
 export const DEFAULT_DRILL_INTERVAL_MS = 6 * 3600_000
 /** DEFAULT_MAX_CONCURRENT_STARTS bounds how many databases open and take their first snapshot at once. */
 export const DEFAULT_MAX_CONCURRENT_STARTS = 8
+/**
+ * DEFAULT_MAX_CONCURRENT_PASSES bounds how many replicators run a pass at once (PassSlots). Enough for 1,000 clients
+ * a second on a replica that takes 100 ms an object.
+ */
+export const DEFAULT_MAX_CONCURRENT_PASSES = 128
 /** START_JITTER_MS spreads the starts of a backlog (start-up, a burst of new files) so they do not move in lockstep. */
 export const START_JITTER_MS = 20
 
@@ -43,6 +48,8 @@ export interface ManagerOptions {
   /** reconcileIntervalMs is the period of the safety scan. Default 30 s. */
   readonly reconcileIntervalMs?: number
   readonly maxConcurrentStarts?: number
+  /** maxConcurrentPasses bounds how many replicators run a pass at once. Default DEFAULT_MAX_CONCURRENT_PASSES. */
+  readonly maxConcurrentPasses?: number
   /** drillIntervalMs: restore each changed client from its replica this often and check it. 0 disables. Default 6 h. */
   readonly drillIntervalMs?: number
   /** drillMaxBytes skips drills of databases larger than this (local disk bound). Default 1 GiB. */
@@ -63,8 +70,13 @@ interface Entry {
   dbSizeBytes: number
   walSizeBytes: number
   walSig: string
-  /** sizesStale: the WAL changed since the sizes were read; the end of the next pass reads them once. */
+  /** sizesStale: the sizes may be out of date; the end of the next pass reads them once. */
   sizesStale: boolean
+  /**
+   * walSizeStale: the WAL changed (a watcher event); the end of the next pass reads its size and signature. The
+   * database file's own events read its size, so a pass need not stat it too.
+   */
+  walSizeStale: boolean
   detectedAt: number
   lastError: string | null
   replicator: Replicator | null
@@ -90,12 +102,14 @@ export class Manager implements StatusSource {
   #startQueue: Entry[] = []
   /** Entries taken off the queue and waiting out their jitter. */
   readonly #jittering = new Set<Entry>()
+  readonly #passSlots: PassSlots
   #starting = 0
   #closed = false
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts
     this.#log = opts.log ?? NOOP_LOGGER
+    this.#passSlots = new PassSlots(opts.maxConcurrentPasses ?? DEFAULT_MAX_CONCURRENT_PASSES)
   }
 
   /** start creates missing watch directories, scans them, and follows their events. */
@@ -131,14 +145,13 @@ export class Manager implements StatusSource {
   #onEvents(dir: string, events: readonly FsEvent[]): void {
     if (this.#closed) return
     for (const e of events) {
-      if (path.dirname(e.path) !== dir) continue
-      const name = path.basename(e.path)
+      const name = e.name
       const wal = GUID_WAL_RE.exec(name)
       if (wal) {
         const entry = this.#entries.get(wal[1]!)
         if (entry && entry.dir === dir && entry.replicator) {
           entry.replicator.notify('wal')
-          entry.sizesStale = true // read at the end of the pass: two stats per WAL write were a hot path
+          entry.walSizeStale = true // read at the end of the pass: stats per WAL write were a hot path
         }
         continue
       }
@@ -308,6 +321,7 @@ export class Manager implements StatusSource {
       walSizeBytes: 0,
       walSig: '',
       sizesStale: false,
+      walSizeStale: false,
       detectedAt: Date.now(),
       lastError: null,
       replicator: null,
@@ -359,6 +373,7 @@ export class Manager implements StatusSource {
       client,
       log: this.#log.child({ client: entry.id }),
       onStatus: (s) => this.#onStatus(entry, s),
+      passSlots: this.#passSlots,
     })
     entry.replicator = r
     r.start()
@@ -373,9 +388,11 @@ export class Manager implements StatusSource {
       entry.state = s.state === 'error' ? 'error' : s.state === 'replicating' ? 'replicating' : s.state === 'idle' ? 'idle' : s.state === 'stopped' ? 'stopped' : 'starting'
       entry.lastError = s.lastError
     }
-    if (s.state === 'idle' && entry.sizesStale) {
+    if (s.state === 'idle' && (entry.sizesStale || entry.walSizeStale)) {
+      if (entry.sizesStale) this.#updateSizes(entry)
+      else this.#updateWalSize(entry)
       entry.sizesStale = false
-      this.#updateSizes(entry)
+      entry.walSizeStale = false
     }
     this.#changed(entry.id)
   }
@@ -386,6 +403,10 @@ export class Manager implements StatusSource {
     } catch {
       // deleted; reconcile stops it
     }
+    this.#updateWalSize(e)
+  }
+
+  #updateWalSize(e: Entry): void {
     const st = walStat(e.path)
     e.walSizeBytes = st ? Number(st.size) : 0
     if (st) e.walSig = sigOf(st)

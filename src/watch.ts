@@ -14,6 +14,8 @@ import path from 'node:path'
 /** FsEvent is one change under a watched directory. */
 export interface FsEvent {
   readonly type: 'create' | 'update' | 'delete'
+  /** name is the entry's name in the watched directory; path is the directory joined with it. */
+  readonly name: string
   readonly path: string
 }
 
@@ -38,7 +40,7 @@ export async function watchDir(dir: string, onEvents: (events: readonly FsEvent[
     for (const [name, kind] of batch) {
       const p = path.join(dir, name)
       // A rename is a create, a delete or a replacement: look once, for the whole batch.
-      events.push({ type: kind === 'change' ? 'update' : fs.existsSync(p) ? 'create' : 'delete', path: p })
+      events.push({ type: kind === 'change' ? 'update' : fs.existsSync(p) ? 'create' : 'delete', name, path: p })
     }
     if (events.length > 0) onEvents(events)
   }

@@ -31,12 +31,17 @@ const DIR_MODE = 0o700
 /** INLINE_WRITE_MAX: buffers up to this size are written with synchronous calls (see writeSmall). */
 const INLINE_WRITE_MAX = 256 * 1024
 
+/** Written is what a write reports of the file it stored: its size and modification time. */
+type Written = Pick<Stats, 'size' | 'mtime'>
+
 /** FileReplicaClient implements ReplicaClient over a local directory. */
 export class FileReplicaClient implements ReplicaClient {
   readonly type = 'file'
   readonly #root: string
   /** dirs maps directories this client created or found (so a write need not look again) to their sync barrier. */
   readonly #dirs = new Map<string, SyncBarrier | null>()
+  /** walDir is the WAL directory of the generation written last (every segment of a generation goes there). */
+  #walDir: { readonly generation: string; readonly dir: string } | null = null
 
   /** root is the replica directory; a relative path is resolved against the current directory once, here. */
   constructor(root: string) {
@@ -130,9 +135,12 @@ export class FileReplicaClient implements ReplicaClient {
   }
 
   async writeWalSegment(generation: string, index: number, offset: number, body: Buffer, opts: OpOptions = {}): Promise<WalSegmentInfo> {
-    checkGeneration(generation)
-    const path = join(this.#root, walPath('', generation), formatWalSegmentName(index, offset))
-    const st = await this.#write(path, body, opts, 'write wal segment')
+    let wal = this.#walDir
+    if (wal?.generation !== generation) {
+      checkGeneration(generation)
+      wal = this.#walDir = { generation, dir: join(this.#root, walPath('', generation)) }
+    }
+    const st = await this.#write(`${wal.dir}/${formatWalSegmentName(index, offset)}`, body, opts, 'write wal segment', wal.dir)
     return { generation, index, offset, size: st.size, createdAt: st.mtime }
   }
 
@@ -192,9 +200,8 @@ export class FileReplicaClient implements ReplicaClient {
    * one, else fsync of the file and the directory. A small buffer (every WAL segment) with a barrier takes
    * writeSmall, in a directory looked up once per client (and made again if someone removed it since).
    */
-  async #write(path: string, body: Buffer | Readable, opts: OpOptions, what: string): Promise<Stats> {
+  async #write(path: string, body: Buffer | Readable, opts: OpOptions, what: string, dir = dirname(path)): Promise<Written> {
     const tmp = `${path}.tmp`
-    const dir = dirname(path)
     const small = Buffer.isBuffer(body) && body.length <= INLINE_WRITE_MAX
     try {
       opts.signal?.throwIfAborted()
@@ -263,9 +270,9 @@ export class FileReplicaClient implements ReplicaClient {
  * back, which was a quarter of the CPU at 1,000 clients), wait for a syncfs, rename, wait for another. A failure
  * before the rename removes the tmp file.
  */
-async function writeSmall(tmp: string, path: string, body: Buffer, barrier: SyncBarrier, opts: OpOptions): Promise<Stats> {
+async function writeSmall(tmp: string, path: string, body: Buffer, barrier: SyncBarrier, opts: OpOptions): Promise<Written> {
   const fd = fs.openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, FILE_MODE)
-  let st: Stats
+  let st: Written
   try {
     try {
       for (let off = 0; off < body.length; ) off += fs.writeSync(fd, body, off, body.length - off)

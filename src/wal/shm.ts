@@ -47,21 +47,30 @@ export function readShmHeader(fd: number, buf: Buffer = Buffer.alloc(READ_LEN)):
   for (let attempt = 0; attempt < 5; attempt++) {
     const n = fs.readSync(fd, buf, 0, READ_LEN, 0)
     if (n < READ_LEN) return undefined
-    if (buf.compare(buf, 0, HDR, HDR, HDR * 2) !== 0) continue
-    if (buf[12] !== 1) return undefined // isInit
-    if (!hdrChecksumOk(buf, 0)) continue
-    const sz = buf.readUInt16LE(14)
-    return {
-      iChange: buf.readUInt32LE(8),
-      pageSize: (sz & 0xff00) | ((sz & 0x0001) << 16),
-      mxFrame: buf.readUInt32LE(16),
-      nPage: buf.readUInt32LE(20),
-      frameChecksum: [buf.readUInt32LE(24), buf.readUInt32LE(28)],
-      // Salts are copied from the WAL header bytes, so they are big-endian in memory.
-      salt1: buf.readUInt32BE(32),
-      salt2: buf.readUInt32BE(36),
-      nBackfill: buf.readUInt32LE(HDR * 2),
-    }
+    const h = parseShmHeader(buf)
+    if (h !== null) return h
   }
   return undefined
+}
+
+/**
+ * parseShmHeader parses the first 104 bytes of `-shm` (both header copies and nBackfill) as read in one go: undefined when the index is not
+ * initialised, null when the two copies disagree or the checksum fails (a writer was updating it: read again).
+ */
+export function parseShmHeader(buf: Buffer): ShmHeader | undefined | null {
+  if (buf.compare(buf, 0, HDR, HDR, HDR * 2) !== 0) return null
+  if (buf[12] !== 1) return undefined // isInit
+  if (!hdrChecksumOk(buf, 0)) return null
+  const sz = buf.readUInt16LE(14)
+  return {
+    iChange: buf.readUInt32LE(8),
+    pageSize: (sz & 0xff00) | ((sz & 0x0001) << 16),
+    mxFrame: buf.readUInt32LE(16),
+    nPage: buf.readUInt32LE(20),
+    frameChecksum: [buf.readUInt32LE(24), buf.readUInt32LE(28)],
+    // Salts are copied from the WAL header bytes, so they are big-endian in memory.
+    salt1: buf.readUInt32BE(32),
+    salt2: buf.readUInt32BE(36),
+    nBackfill: buf.readUInt32LE(HDR * 2),
+  }
 }

@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import Database from 'better-sqlite3'
 import { ReplicaError, type ErrorCode } from '../errors.js'
 import { WalPin, type PinState } from './pin.js'
+import type { ShmHeader } from './shm.js'
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1')
 
@@ -132,6 +133,11 @@ export class SqliteHandle {
   /** reading reports whether the WAL is pinned (by a slot, or by READ(0) alone after a hand-off). */
   get reading(): boolean {
     return this.#pin.pinned
+  }
+
+  /** readIndex reads the WAL-index header, or undefined when it is unreadable. */
+  readIndex(): ShmHeader | undefined {
+    return this.#pin.readIndex()
   }
 
   /** slotHeld reports whether a read-mark slot is held (not READ(0) alone). */

@@ -11,6 +11,7 @@ import type Database from 'better-sqlite3'
 import { FileReplicaClient } from '../../src/file/replica-client.js'
 import { Manager } from '../../src/manager.js'
 import { childClient } from '../../src/replica-url.js'
+import type { ReplicaClient } from '../../src/replica-client.js'
 import type { ClientInfo } from '../../src/types.js'
 import { digest, insertRows, integrity, openApp, tmpDir } from '../helpers/db.js'
 import { litestreamBin } from '../helpers/litestream.js'
@@ -219,4 +220,74 @@ test('restore drill: restores the replica, compares rows at the shipped position
   const bad = await m.drill(id)
   assert.equal(bad?.ok, false)
   assert.match(bad?.error ?? '', /lz4|invalid|magic/i)
+})
+
+/**
+ * closeScenario: three clients, each replica upload 30 ms slower; all caught up, then a commit to each in the same
+ * turn as close(), so only the final syncs ship it. Returns the most uploads seen in progress at once.
+ */
+async function closeScenario(t: TestContext, maxConcurrentPasses: number): Promise<number> {
+  const dir = tmpDir(t)
+  const a = path.join(dir, 'a')
+  fs.mkdirSync(a)
+  const replicaRoot = path.join(dir, 'replica')
+  const root = new FileReplicaClient(replicaRoot)
+  let active = 0
+  let max = 0
+  const around = async <T>(fn: () => Promise<T>): Promise<T> => {
+    active++
+    max = Math.max(max, active)
+    try {
+      await new Promise((r) => setTimeout(r, 30))
+      return await fn()
+    } finally {
+      active--
+    }
+  }
+  const slow = (c: ReplicaClient): ReplicaClient =>
+    new Proxy(c, {
+      get(target, prop) {
+        if (prop === 'writeWalSegment') return (...args: Parameters<ReplicaClient['writeWalSegment']>) => around(() => target.writeWalSegment(...args))
+        if (prop === 'writeSnapshot') return (...args: Parameters<ReplicaClient['writeSnapshot']>) => around(() => target.writeSnapshot(...args))
+        const v: unknown = Reflect.get(target, prop, target)
+        return typeof v === 'function' ? v.bind(target) : v
+      },
+    })
+  const m = new Manager({
+    watchDirs: [a],
+    clientFor: (id) => slow(childClient(root, `databases/${id}`)),
+    replicatorOptions: { syncIntervalMs: 50 },
+    reconcileIntervalMs: 60_000,
+    maxConcurrentPasses,
+  })
+  const ids = [guid(), guid(), guid()]
+  const dbs = ids.map((id) => openApp(path.join(a, `${id}.db`)))
+  t.after(async () => {
+    await m.close().catch(() => {})
+    for (const db of dbs) if (db.open) db.close()
+  })
+  for (const db of dbs) insertRows(db, 10)
+  await m.start()
+  for (const id of ids) await until(`${id} replicating`, () => state(m, id)?.replicator?.generation)
+  for (const id of ids) await m.sync(id)
+  max = 0
+  for (const db of dbs) insertRows(db, 5, 300)
+  await m.close()
+  for (const [i, id] of ids.entries()) {
+    const want = digest(dbs[i]!)
+    dbs[i]!.close()
+    const out = path.join(dir, `${id}.restored.db`)
+    stockRestore(replicaRoot, id, out)
+    assert.equal(integrity(out), 'ok')
+    assert.deepEqual(digest(out), want, `${id}: the final sync shipped the last commit`)
+  }
+  return max
+}
+
+test('close runs the final syncs as many at a time as passes, and each ships the last commit', async (t) => {
+  assert.equal(await closeScenario(t, 1), 1, 'final-sync uploads in progress at once with one pass slot')
+})
+
+test('close runs final syncs side by side when slots allow (control for the test above)', async (t) => {
+  assert.ok((await closeScenario(t, 3)) >= 2, 'final-sync uploads overlap with three pass slots')
 })
