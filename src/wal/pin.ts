@@ -19,7 +19,7 @@
 import fs from 'node:fs'
 import { ReplicaError } from '../errors.js'
 import { probeLock, setLock } from './ofd-lock.js'
-import { parseShmHeader, type ShmHeader } from './shm.js'
+import { readShmHeader, type ShmHeader } from './shm.js'
 
 /** Database-file lock bytes of SQLite's unix VFS (os_unix.c). */
 const PENDING_BYTE = 0x40000000
@@ -166,15 +166,8 @@ export class WalPin {
    * taken from it is verified by a read after locking, like any other.
    */
   readIndex(): ShmHeader | undefined {
-    this.#index = undefined
-    for (let attempt = 0; attempt < 5; attempt++) {
-      if (fs.readSync(this.shmFd, this.#buf, 0, HDR_BYTES, 0) < HDR_BYTES) return undefined
-      const h = parseShmHeader(this.#buf)
-      if (h === null) continue
-      this.#index = h
-      return h
-    }
-    return undefined
+    this.#index = readShmHeader(this.shmFd, this.#buf)
+    return this.#index
   }
 
   /** forget drops the last readIndex result: a connection of ours may have moved the read marks since. */
