@@ -110,6 +110,18 @@ export class PassSlots {
     return new Promise((resolve) => this.#waiting.push(resolve))
   }
 
+  /**
+   * acquireBefore takes a slot unless until settles first: true with the slot, false without one. A slot handed over
+   * after that goes straight back.
+   */
+  async acquireBefore(until: Promise<unknown>): Promise<boolean> {
+    const wait = this.acquire()
+    if (!wait) return true
+    const got = await Promise.race([wait.then(() => true), until.then(() => false)])
+    if (!got) void wait.then(() => this.release())
+    return got
+  }
+
   /** release hands the slot to the longest waiter, or frees it. */
   release(): void {
     const next = this.#waiting.shift()
@@ -357,12 +369,10 @@ export class Replicator {
       }
       lastAttemptAt = now
       const slots = this.#opts.passSlots
-      const wait = slots?.acquire()
-      // Closing does not wait for a slot: a slot handed over after that goes straight back.
-      if (wait) await Promise.race([wait, aborted])
+      // Closing does not wait for a slot.
+      const held = slots !== undefined && (await slots.acquireBefore(aborted))
       if (signal.aborted) {
-        if (wait) void wait.then(() => slots!.release())
-        else slots?.release()
+        if (held) slots.release()
         break
       }
       try {
@@ -388,7 +398,7 @@ export class Replicator {
           this.#publish({ state: 'error', lastError: msg })
         }
       } finally {
-        slots?.release()
+        if (held) slots.release()
       }
     }
   }
@@ -1088,22 +1098,6 @@ export class Replicator {
     return this.#closing
   }
 
-  /** slotUntil takes a pass slot, waiting no later than deadline; false when it got none (or there are no slots). */
-  async #slotUntil(deadline: number): Promise<boolean> {
-    const slots = this.#opts.passSlots
-    if (!slots) return false
-    const wait = slots.acquire()
-    if (!wait) return true
-    let timer: NodeJS.Timeout | undefined
-    const got = await Promise.race([
-      wait.then(() => true),
-      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - this.#opts.now())))),
-    ])
-    clearTimeout(timer)
-    if (!got) void wait.then(() => slots.release()) // handed over after we gave up: straight back
-    return got
-  }
-
   async #close(timeoutMs: number): Promise<void> {
     const deadline = this.#opts.now() + timeoutMs
     this.#loopAbort.abort()
@@ -1114,7 +1108,11 @@ export class Replicator {
     // The final sync holds what a pass holds, so it takes a pass slot too (a process closing a thousand replicators
     // at once would otherwise hold a thousand passes' memory), waiting at most half the time left: shipping what was
     // committed comes first, so after that it goes ahead without one.
-    const slot = await this.#slotUntil(this.#opts.now() + (deadline - this.#opts.now()) / 2)
+    const slots = this.#opts.passSlots
+    let timer: NodeJS.Timeout | undefined
+    const halfTime = new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, (deadline - this.#opts.now()) / 2))))
+    const slot = slots !== undefined && (await slots.acquireBefore(halfTime))
+    clearTimeout(timer)
     try {
       if (fs.existsSync(this.#opts.dbPath)) {
         // Keep trying (S3 throttling, a brief outage) until the shutdown deadline: nothing committed is left behind
@@ -1134,7 +1132,7 @@ export class Replicator {
       failure = err
       this.#log.error({ err: errorMessage(err) }, 'final sync failed')
     } finally {
-      if (slot) this.#opts.passSlots!.release()
+      if (slot) slots.release()
     }
     const wasOpen = this.#handle !== null
     if (this.#advanceTimer !== null) clearTimeout(this.#advanceTimer)
