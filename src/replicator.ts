@@ -176,10 +176,9 @@ export class Replicator {
   #dbFd = -1
   /** walFd is a descriptor on the `-wal` file, open while the handle is (see #plan); -1 when not open. */
   #walFd = -1
-  #dbIno = ''
-  /** dbDevN and dbInoN are #dbIno's numbers, compared on every pass without building the string. */
-  #dbDevN = -1n
-  #dbInoN = -1n
+  /** dbDev and dbIno identify the open database file, compared with the path's on every pass. */
+  #dbDev = -1n
+  #dbIno = -1n
   #pageSize = 0
   #generation = ''
   #index = 0
@@ -518,7 +517,7 @@ export class Replicator {
     } catch (err) {
       throw new ReplicaError('NOT_FOUND', `database ${this.#opts.dbPath} is gone`, { cause: err })
     }
-    if (st.ino !== this.#dbInoN || st.dev !== this.#dbDevN) {
+    if (st.ino !== this.#dbIno || st.dev !== this.#dbDev) {
       // Replaced by rename or deleted and recreated: a different database from here on.
       this.#log.info({ reason: 'database file replaced' }, 'reopening database')
       this.#closeHandle()
@@ -534,11 +533,15 @@ export class Replicator {
     this.#handle = handle
     this.#dbFd = handle.dbFd
     const st = fs.fstatSync(handle.dbFd, { bigint: true })
-    this.#dbIno = `${st.dev}:${st.ino}`
-    this.#dbDevN = st.dev
-    this.#dbInoN = st.ino
+    this.#dbDev = st.dev
+    this.#dbIno = st.ino
     this.#pageSize = check.pageSize
     this.#iChangeBase = undefined
+  }
+
+  /** dbIdentity is the open database file's `dev:ino`, as the state file records it. */
+  #dbIdentity(): string {
+    return `${this.#dbDev}:${this.#dbIno}`
   }
 
   #closeHandle(): void {
@@ -560,7 +563,7 @@ export class Replicator {
       this.#log.info({ reason, generation: st.generation }, 'not resuming generation')
     }
     if (st.pageSize !== this.#pageSize) return reject('page size changed')
-    if (st.dbIno !== this.#dbIno) return reject('database file replaced')
+    if (st.dbIno !== this.#dbIdentity()) return reject('database file replaced')
     // The replica is the truth. The state file is written at generation changes and clean closes only, so after a
     // crash the replica is usually ahead of it: then the replica's last segment gives the position.
     const [snaps, segs] = await Promise.all([this.#opts.client.snapshots(st.generation), this.#opts.client.walSegments(st.generation)])
@@ -644,10 +647,10 @@ export class Replicator {
   /**
    * plan decides what to ship, reading and validating WAL bytes synchronously (no await, so nothing moves), through
    * the descriptor on the WAL that the replicator keeps while the handle is open (an open and a close each pass were
-   * about 3 % of the service's CPU at 1,000 clients in a perf profile). SQLite deletes a WAL only under an EXCLUSIVE lock on the database, which our
-   * pin's SHARED lock excludes, so the descriptor stays the WAL's. Any other process replacing the file makes the
-   * header disagree with the index: every plan but 'ship' therefore drops the descriptor, and the next one opens
-   * the file afresh.
+   * about 3 % of the service's CPU at 1,000 clients in a perf profile). SQLite deletes a WAL only under an EXCLUSIVE
+   * lock on the database, which our pin's SHARED lock excludes, so the descriptor stays the WAL's. Any other process
+   * replacing the file makes the header disagree with the index: every plan but 'ship' therefore drops the
+   * descriptor, and the next one opens the file afresh.
    */
   #plan(shm: ShmHeader): Plan {
     if (this.#walFd < 0) {
@@ -1074,7 +1077,7 @@ export class Replicator {
         pageSize: this.#pageSize,
         lastSegment: this.#lastSegment,
         lastSnapshotAt: this.#lastSnapshotAtMs === null ? null : new Date(this.#lastSnapshotAtMs).toISOString(),
-        dbIno: this.#dbIno,
+        dbIno: this.#dbIdentity(),
         clean,
         dbStatAfterClose,
       },
