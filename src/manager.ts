@@ -70,13 +70,12 @@ interface Entry {
   dbSizeBytes: number
   walSizeBytes: number
   walSig: string
-  /** sizesStale: the sizes may be out of date; the end of the next pass reads them once. */
-  sizesStale: boolean
   /**
-   * walSizeStale: the WAL changed (a watcher event); the end of the next pass reads its size and signature. The
-   * database file's own events read its size, so a pass need not stat it too.
+   * stale says which sizes the end of the next pass reads: 'wal' after a watcher event on the WAL (the database
+   * file's own events read its size, so a pass need not stat it), 'all' after the safety check found a change the
+   * watcher missed.
    */
-  walSizeStale: boolean
+  stale: 'wal' | 'all' | null
   detectedAt: number
   lastError: string | null
   replicator: Replicator | null
@@ -151,7 +150,7 @@ export class Manager implements StatusSource {
         const entry = this.#entries.get(wal[1]!)
         if (entry && entry.dir === dir && entry.replicator) {
           entry.replicator.notify('wal')
-          entry.walSizeStale = true // read at the end of the pass: stats per WAL write were a hot path
+          entry.stale ??= 'wal' // read at the end of the pass: stats per WAL write were a hot path
         }
         continue
       }
@@ -209,7 +208,7 @@ export class Manager implements StatusSource {
     if (!st) return // no WAL: nothing to ship, and the signature stays for when it comes back
     e.walSig = sigOf(st)
     if (before !== '' && e.walSig !== before) {
-      e.sizesStale = true
+      e.stale = 'all'
       e.replicator?.notify('wal')
     }
   }
@@ -320,8 +319,7 @@ export class Manager implements StatusSource {
       dbSizeBytes: 0,
       walSizeBytes: 0,
       walSig: '',
-      sizesStale: false,
-      walSizeStale: false,
+      stale: null,
       detectedAt: Date.now(),
       lastError: null,
       replicator: null,
@@ -388,11 +386,10 @@ export class Manager implements StatusSource {
       entry.state = s.state === 'error' ? 'error' : s.state === 'replicating' ? 'replicating' : s.state === 'idle' ? 'idle' : s.state === 'stopped' ? 'stopped' : 'starting'
       entry.lastError = s.lastError
     }
-    if (s.state === 'idle' && (entry.sizesStale || entry.walSizeStale)) {
-      if (entry.sizesStale) this.#updateSizes(entry)
+    if (s.state === 'idle' && entry.stale !== null) {
+      if (entry.stale === 'all') this.#updateSizes(entry)
       else this.#updateWalSize(entry)
-      entry.sizesStale = false
-      entry.walSizeStale = false
+      entry.stale = null
     }
     this.#changed(entry.id)
   }

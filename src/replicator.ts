@@ -131,6 +131,18 @@ export class PassSlots {
     return new Promise((resolve) => this.#waiting.push(resolve))
   }
 
+  /**
+   * acquireBefore takes a slot unless until settles first: true with the slot, false without one. A slot handed over
+   * after that goes straight back.
+   */
+  async acquireBefore(until: Promise<unknown>): Promise<boolean> {
+    const wait = this.acquire()
+    if (!wait) return true
+    const got = await Promise.race([wait.then(() => true), until.then(() => false)])
+    if (!got) void wait.then(() => this.release())
+    return got
+  }
+
   /** release hands the slot to the longest waiter, or frees it. */
   release(): void {
     const next = this.#waiting.shift()
@@ -216,10 +228,9 @@ export class Replicator {
   #dbFd = -1
   /** walFd is a descriptor on the `-wal` file, open while the handle is (see #plan); -1 when not open. */
   #walFd = -1
-  #dbIno = ''
-  /** dbDevN and dbInoN are #dbIno's numbers, compared on every pass without building the string. */
-  #dbDevN = -1n
-  #dbInoN = -1n
+  /** dbDev and dbIno identify the open database file, compared with the path's on every pass. */
+  #dbDev = -1n
+  #dbIno = -1n
   #pageSize = 0
   #generation = ''
   #index = 0
@@ -435,12 +446,10 @@ export class Replicator {
       }
       lastAttemptAt = now
       const slots = this.#opts.passSlots
-      const wait = slots?.acquire()
-      // Closing does not wait for a slot: a slot handed over after that goes straight back.
-      if (wait) await Promise.race([wait, aborted])
+      // Closing does not wait for a slot.
+      const held = slots !== undefined && (await slots.acquireBefore(aborted))
       if (signal.aborted) {
-        if (wait) void wait.then(() => slots!.release())
-        else slots?.release()
+        if (held) slots.release()
         break
       }
       try {
@@ -466,7 +475,7 @@ export class Replicator {
           this.#publish({ state: 'error', lastError: msg })
         }
       } finally {
-        slots?.release()
+        if (held) slots.release()
       }
     }
   }
@@ -587,7 +596,7 @@ export class Replicator {
     } catch (err) {
       throw new ReplicaError('NOT_FOUND', `database ${this.#opts.dbPath} is gone`, { cause: err })
     }
-    if (st.ino !== this.#dbInoN || st.dev !== this.#dbDevN) {
+    if (st.ino !== this.#dbIno || st.dev !== this.#dbDev) {
       // Replaced by rename or deleted and recreated: a different database from here on.
       this.#log.info({ reason: 'database file replaced' }, 'reopening database')
       this.#closeHandle()
@@ -603,11 +612,15 @@ export class Replicator {
     this.#handle = handle
     this.#dbFd = handle.dbFd
     const st = fs.fstatSync(handle.dbFd, { bigint: true })
-    this.#dbIno = `${st.dev}:${st.ino}`
-    this.#dbDevN = st.dev
-    this.#dbInoN = st.ino
+    this.#dbDev = st.dev
+    this.#dbIno = st.ino
     this.#pageSize = check.pageSize
     this.#iChangeBase = undefined
+  }
+
+  /** dbIdentity is the open database file's `dev:ino`, as the state file records it. */
+  #dbIdentity(): string {
+    return `${this.#dbDev}:${this.#dbIno}`
   }
 
   #closeHandle(): void {
@@ -630,7 +643,7 @@ export class Replicator {
       this.#log.info({ reason, generation: st.generation }, 'not resuming generation')
     }
     if (st.pageSize !== this.#pageSize) return reject('page size changed')
-    if (st.dbIno !== this.#dbIno) return reject('database file replaced')
+    if (st.dbIno !== this.#dbIdentity()) return reject('database file replaced')
     // The replica is the truth. The state file is written at generation changes and clean closes only, so after a
     // crash the replica is usually ahead of it: then the replica's last segment gives the position.
     const [snaps, segs] = await Promise.all([this.#opts.client.snapshots(st.generation), this.#opts.client.walSegments(st.generation)])
@@ -714,10 +727,10 @@ export class Replicator {
   /**
    * plan decides what to ship, reading and validating WAL bytes synchronously (no await, so nothing moves), through
    * the descriptor on the WAL that the replicator keeps while the handle is open (an open and a close each pass were
-   * about 3 % of the service's CPU at 1,000 clients in a perf profile). SQLite deletes a WAL only under an EXCLUSIVE lock on the database, which our
-   * pin's SHARED lock excludes, so the descriptor stays the WAL's. Any other process replacing the file makes the
-   * header disagree with the index: every plan but 'ship' therefore drops the descriptor, and the next one opens
-   * the file afresh.
+   * about 3 % of the service's CPU at 1,000 clients in a perf profile). SQLite deletes a WAL only under an EXCLUSIVE
+   * lock on the database, which our pin's SHARED lock excludes, so the descriptor stays the WAL's. Any other process
+   * replacing the file makes the header disagree with the index: every plan but 'ship' therefore drops the
+   * descriptor, and the next one opens the file afresh.
    */
   #plan(shm: ShmHeader): Plan {
     if (this.#walFd < 0) {
@@ -1413,7 +1426,7 @@ export class Replicator {
         pageSize: this.#pageSize,
         lastSegment: this.#lastSegment,
         lastSnapshotAt: this.#lastSnapshotAtMs === null ? null : new Date(this.#lastSnapshotAtMs).toISOString(),
-        dbIno: this.#dbIno,
+        dbIno: this.#dbIdentity(),
         clean,
         dbStatAfterClose,
       },
@@ -1437,22 +1450,6 @@ export class Replicator {
     return this.#closing
   }
 
-  /** slotUntil takes a pass slot, waiting no later than deadline; false when it got none (or there are no slots). */
-  async #slotUntil(deadline: number): Promise<boolean> {
-    const slots = this.#opts.passSlots
-    if (!slots) return false
-    const wait = slots.acquire()
-    if (!wait) return true
-    let timer: NodeJS.Timeout | undefined
-    const got = await Promise.race([
-      wait.then(() => true),
-      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - this.#opts.now())))),
-    ])
-    clearTimeout(timer)
-    if (!got) void wait.then(() => slots.release()) // handed over after we gave up: straight back
-    return got
-  }
-
   async #close(timeoutMs: number): Promise<void> {
     const deadline = this.#opts.now() + timeoutMs
     this.#loopAbort.abort()
@@ -1463,7 +1460,11 @@ export class Replicator {
     // The final sync holds what a pass holds, so it takes a pass slot too (a process closing a thousand replicators
     // at once would otherwise hold a thousand passes' memory), waiting at most half the time left: shipping what was
     // committed comes first, so after that it goes ahead without one.
-    const slot = await this.#slotUntil(this.#opts.now() + (deadline - this.#opts.now()) / 2)
+    const slots = this.#opts.passSlots
+    let timer: NodeJS.Timeout | undefined
+    const halfTime = new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, (deadline - this.#opts.now()) / 2))))
+    const slot = slots !== undefined && (await slots.acquireBefore(halfTime))
+    clearTimeout(timer)
     try {
       if (fs.existsSync(this.#opts.dbPath)) {
         // Keep trying (S3 throttling, a brief outage) until the shutdown deadline: nothing committed is left behind
@@ -1483,7 +1484,7 @@ export class Replicator {
       failure = err
       this.#log.error({ err: errorMessage(err) }, 'final sync failed')
     } finally {
-      if (slot) this.#opts.passSlots!.release()
+      if (slot) slots.release()
     }
     // A pass that timed out above may still wait for a hand-off worker, which uses our descriptors: never close
     // them under it (it returns within its window and one checkpoint).

@@ -26,7 +26,7 @@
 import fs from 'node:fs'
 import { ReplicaError } from '../errors.js'
 import { probeLock, setLock, waitLock } from './ofd-lock.js'
-import { parseShmHeader, type ShmHeader } from './shm.js'
+import { readShmHeader, type ShmHeader } from './shm.js'
 
 /** Database-file lock bytes of SQLite's unix VFS (os_unix.c). */
 const PENDING_BYTE = 0x40000000
@@ -385,20 +385,15 @@ export class WalPin {
     return order
   }
 
-  /** readHeader reads the index header and checkpoint info; undefined unless both header copies agree. */
   /**
-   * readIndex reads the WAL-index header in one pread of the pin's buffer; undefined when unreadable or
-   * uninitialised. (Main passes the result back to advance/acquire to save them a read; this branch does not yet.)
+   * readIndex reads the WAL-index header (and, into the pin's buffer, the read marks) in one pread; undefined when
+   * unreadable or uninitialised.
    */
   readIndex(): ShmHeader | undefined {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      if (fs.readSync(this.shmFd, this.#buf, 0, HDR_BYTES, 0) < HDR_BYTES) return undefined
-      const h = parseShmHeader(this.#buf)
-      if (h !== null) return h
-    }
-    return undefined
+    return readShmHeader(this.shmFd, this.#buf)
   }
 
+  /** readHeader reads the index header and checkpoint info; undefined unless both header copies agree. */
   #readHeader(): { mxFrame: number; salts: string } | undefined {
     const b = this.#buf
     if (fs.readSync(this.shmFd, b, 0, HDR_BYTES, 0) < HDR_BYTES) return undefined

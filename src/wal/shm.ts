@@ -44,9 +44,11 @@ function hdrChecksumOk(b: Buffer, off: number): boolean {
  * Assumes a little-endian host, as SQLite writes the index in native order.
  */
 export function readShmHeader(fd: number, buf: Buffer = Buffer.alloc(READ_LEN)): ShmHeader | undefined {
+  // A larger buffer is filled whole (the WAL pin's also holds the read marks that follow).
+  const len = Math.max(READ_LEN, buf.length)
   for (let attempt = 0; attempt < 5; attempt++) {
-    const n = fs.readSync(fd, buf, 0, READ_LEN, 0)
-    if (n < READ_LEN) return undefined
+    const n = fs.readSync(fd, buf, 0, len, 0)
+    if (n < len) return undefined
     const h = parseShmHeader(buf)
     if (h !== null) return h
   }
@@ -54,10 +56,11 @@ export function readShmHeader(fd: number, buf: Buffer = Buffer.alloc(READ_LEN)):
 }
 
 /**
- * parseShmHeader parses the first 104 bytes of `-shm` (both header copies and nBackfill) as read in one go: undefined when the index is not
- * initialised, null when the two copies disagree or the checksum fails (a writer was updating it: read again).
+ * parseShmHeader parses the first 104 bytes of `-shm` (both header copies and nBackfill) as read in one go:
+ * undefined when the index is not initialised, null when the two copies disagree or the checksum fails (a writer
+ * was updating it: read again).
  */
-export function parseShmHeader(buf: Buffer): ShmHeader | undefined | null {
+function parseShmHeader(buf: Buffer): ShmHeader | undefined | null {
   if (buf.compare(buf, 0, HDR, HDR, HDR * 2) !== 0) return null
   if (buf[12] !== 1) return undefined // isInit
   if (!hdrChecksumOk(buf, 0)) return null

@@ -49,6 +49,12 @@
  * bench:single, same sittings: application 7,053-7,382 tx/s against main's 7,465-7,944, peak RSS 130-160 MiB against
  * 144-145 (decision 0003 has every run). Next: let the pass hand off while a segment uploads (the worker holds the pin;
  * an upload needs it only for frames not yet read), and a test of MAX_HELD_BYTES.
+ * Later in session 6, branch b2-queue-rebased (b2-queue with main 5d3364f merged in; the branch's pin kept, main's
+ * readIndex added as a plain read): npm test 247/247, this scenario green twice (max WAL 22.7 and 24.2 MiB, 126 and 140
+ * incarnations, 1 generation, 3,097 and 3,465 tx/s, gates 0), B1 green (15 TRUNCATEs won, 0 busy, max 59 ms);
+ * bench:single ours-only in one sitting: 7,215 tx/s, 122.9 MB/s shipped, peak RSS 150.5 MiB, commit p99 1.53 ms, 10/10
+ * TRUNCATEs (p50 50 ms), against main's 6,588 tx/s, 112.4 MB/s, 148.6 MiB, 0.87 ms, 10/10 (p50 78 ms). Not merged
+ * for want of a review of its ~1,300 lines of lock choreography; that review and a fast-forward are the next step.
  *
  * B2 Application autocheckpoint at a high write rate (K9, K12), nightly: SQLite's default wal_autocheckpoint (1000
  * pages), the writer as fast as it can go for 60 s. Must hold: I1–I8 and the WAL stays bounded. Bound: 64 MiB, 16×
