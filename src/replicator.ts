@@ -69,10 +69,10 @@ const HANDOFF_RETRY_MS = 1000
  */
 const HANDOFF_WAL_BYTES = 16 << 20
 /**
- * MAX_HELD_BYTES bounds the bytes all held incarnations take together (#held), on disk in unlinked files of the meta
- * directory, never in memory. A replica slower than the application keeps a backlog, which hand-offs carry along so
- * the WAL stays bounded; past this bound no hand-off starts, and the WAL grows instead (nothing is lost: the pin keeps
- * it in place) until shipping frees held bytes.
+ * MAX_HELD_BYTES is the default bound (option maxHeldBytes) on the bytes all held incarnations of one database take
+ * together (#held), on disk in unlinked files of the meta directory, never in memory. A replica slower than the
+ * application keeps a backlog, which hand-offs carry along so the WAL stays bounded; past this bound no hand-off starts,
+ * and the WAL grows instead (nothing is lost: the pin keeps it in place) until shipping frees held bytes.
  */
 export const MAX_HELD_BYTES = 1 << 30
 /** ADVANCE_MIN_MS is the least time between two moves of a held pin to the end of the WAL (#advanceSoon). */
@@ -103,6 +103,8 @@ export interface ReplicatorOptions {
   readonly onStatus?: (status: ReplicatorStatus) => void
   /** passSlots, shared by the replicators of a process, bounds how many run a pass of their loop at once. */
   readonly passSlots?: PassSlots
+  /** maxHeldBytes bounds the frames held at WAL hand-offs, on disk, for this database (#held). Default MAX_HELD_BYTES. */
+  readonly maxHeldBytes?: number
   /** now is the clock (tests inject one). */
   readonly now?: () => number
 }
@@ -257,7 +259,7 @@ export class Replicator {
    * held: the incarnations handed off (#handOff) and not yet shipped, oldest first, each in its own unlinked file.
    * The application may have restarted the WAL over them. The first may be the shipped incarnation (from the shipped
    * position on); each later one is held from its WAL header and ships as the next index. Read in bounded chunks and
-   * validated like the WAL itself; heldBytes is their total length, at most MAX_HELD_BYTES.
+   * validated like the WAL itself; heldBytes is their total length, at most maxHeldBytes (MAX_HELD_BYTES by default).
    */
   #held: Held[] = []
   #heldBytes = 0
@@ -295,6 +297,7 @@ export class Replicator {
       client: opts.client,
       syncIntervalMs: opts.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
       busyErrorAfterMs: opts.busyErrorAfterMs ?? DEFAULT_BUSY_ERROR_AFTER_MS,
+      maxHeldBytes: opts.maxHeldBytes ?? MAX_HELD_BYTES,
       minCheckpointPages: opts.minCheckpointPages ?? DEFAULT_MIN_CHECKPOINT_PAGES,
       truncatePages: opts.truncatePages ?? DEFAULT_TRUNCATE_PAGES,
       snapshotIntervalMs: opts.snapshotIntervalMs ?? retentionMs,
@@ -1256,7 +1259,7 @@ export class Replicator {
    * being fully backfilled, drops the slot, all within microseconds, before the application's next commit, which
    * then restarts the WAL exactly once, at the end we hold. The held frames join the queue of held incarnations
    * (#held), each in its own unlinked file, shipped in order, each incarnation as its own index: so a hand-off need not
-   * wait for the frames earlier ones hold to be shipped, up to MAX_HELD_BYTES held in all. This pass waits for the
+   * wait for the frames earlier ones hold to be shipped, up to maxHeldBytes held in all. This pass waits for the
    * worker (at most HANDOFF_WINDOW_MS and a checkpoint); if the window closes without a hand-off (autocheckpoint off,
    * say), the mark goes back to the end and the next pass end checkpoints itself, as before.
    */
@@ -1292,7 +1295,7 @@ export class Replicator {
     } else {
       return false
     }
-    const room = MAX_HELD_BYTES - this.#heldBytes
+    const room = this.#opts.maxHeldBytes - this.#heldBytes
     if (walBytes - from > room) {
       this.#log.debug({ walBytes, heldBytes: this.#heldBytes, backlog: walBytes - from }, 'wal hand-off deferred: held bytes at their bound')
       return false

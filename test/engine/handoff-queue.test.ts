@@ -130,3 +130,52 @@ test('B2 queue: hand-offs go on while earlier incarnations are held; each ships 
   assert.equal(integrity(out), 'ok')
   assert.deepEqual(digest(out), digest(file), 'stock restore equals the source')
 })
+
+test('B2 queue bound: past maxHeldBytes no hand-off starts, the WAL grows instead, and nothing is lost', { timeout: 120_000 }, async (t) => {
+  const dir = tmpDir(t)
+  const file = path.join(dir, 'bound.db')
+  const app = startApp(t, file)
+  assert.equal(typeof (await app.run('write 50')), 'number', 'the application created its database')
+  const replica = fileReplica(dir)
+  const bound = 6 << 20
+  const handOffs: Record<string, unknown>[] = []
+  const deferred: Record<string, unknown>[] = []
+  const infos: Record<string, unknown>[] = []
+  const log: Logger = {
+    debug: (obj, m) => {
+      if (m === 'wal hand-off') handOffs.push(obj as Record<string, unknown>)
+      else if (m === 'wal hand-off deferred: held bytes at their bound') deferred.push(obj as Record<string, unknown>)
+    },
+    info: (obj, m) => infos.push({ ...(obj as object), msg: m }),
+    warn: (obj, m) => infos.push({ ...(obj as object), msg: m }),
+    error: (obj, m) => infos.push({ ...(obj as object), msg: m }),
+    child: () => log,
+  }
+  // The replica is slower than the application, so the backlog outgrows the bound.
+  const r = new Replicator({ dbPath: file, client: slowClient(replica.client, 150), syncIntervalMs: 0, maxHeldBytes: bound, log })
+  t.after(() => r.close().catch(() => {}))
+  r.start()
+  await r.whenStarted()
+  const watch = setInterval(() => r.notify('wal'), 20)
+  t.after(() => clearInterval(watch))
+  const rows = (await app.run('write 5000')) as number
+  assert.ok(rows > 0, `the application wrote (${JSON.stringify(rows)})`)
+  await r.syncNow()
+  clearInterval(watch)
+  const handed = handOffs.filter((h) => h.handed === true)
+  t.diagnostic(`${rows} rows; ${handed.length}/${handOffs.length} hand-offs landed; ${deferred.length} deferred at the bound`)
+  assert.ok(deferred.length > 0, 'a hand-off was deferred because the held bytes would pass the bound')
+  for (const d of deferred) assert.ok(Number(d.heldBytes) + Number(d.backlog) > bound, `deferred only past the bound (${JSON.stringify(d)})`)
+  for (const h of handed) assert.ok(Number(h.heldBytes) + Number(h.held) <= bound, `held bytes within the bound after a hand-off (${JSON.stringify(h)})`)
+  assert.deepEqual(
+    infos.filter((i) => i.msg === 'new generation').map((g) => g.reason),
+    ['no generation exists'],
+    'one generation',
+  )
+  await r.close()
+  const out = path.join(dir, 'restored.db')
+  const res = await replica.stockRestore(out)
+  assert.equal(res.code, 0, res.output)
+  assert.equal(integrity(out), 'ok')
+  assert.deepEqual(digest(out), digest(file), 'stock restore equals the source')
+})
