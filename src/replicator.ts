@@ -364,7 +364,7 @@ export class Replicator {
       const shm = this.#readShm()
       if (!shm || this.#iChangeBase === undefined || shm.iChange !== this.#iChangeBase) {
         try {
-          this.#handle.beginRead()
+          this.#handle.beginRead(shm)
         } catch {
           // SQLITE_BUSY: the next pass retries.
         }
@@ -1226,8 +1226,8 @@ export class Replicator {
       // events of older writes) must not take the WAL back from it.
       this.#releasedAtIChange = undefined
       try {
-        if (handle.reading) handle.advance()
-        else handle.beginRead()
+        if (handle.reading) handle.advance(shm)
+        else handle.beginRead(shm)
       } catch {
         // SQLITE_BUSY: unpinned until the next change; iChange still proves continuity.
       }
@@ -1373,7 +1373,7 @@ export class Replicator {
     const ho = this.#handedOff
     if (shm && ho && shm.salt1 === ho.salt1 && shm.salt2 === ho.salt2 && shm.mxFrame === ho.mxFrame) return // not written since
     this.#handedOff = null
-    h.advance()
+    h.advance(shm)
   }
 
   #caughtUp(shm: ShmHeader): boolean {

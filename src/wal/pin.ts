@@ -65,6 +65,8 @@ export interface PinState {
 export class WalPin {
   readonly #buf = Buffer.alloc(HDR_BYTES)
   readonly #mark = Buffer.alloc(4)
+  /** index is the header readIndex parsed from #buf, while #buf (read marks included) still holds that read. */
+  #index: ShmHeader | undefined
   #slot = 0
   /** zero: READ(0) is held (shared); zeroAt is the index's end (salts, mxFrame) when backfill froze. */
   #zero = false
@@ -102,6 +104,7 @@ export class WalPin {
   /** adopt takes back the state a borrower left the locks in. */
   adopt(s: PinState): void {
     if (this.#closed) throw new ReplicaError('CLOSED', 'wal pin is closed')
+    this.#index = undefined // the borrower moved locks and marks
     this.#slot = s.slot
     this.#heldMark = s.mark
     this.#zero = s.zero
@@ -152,12 +155,12 @@ export class WalPin {
    * Never waits. Keeps an existing pin (a raised slot, READ(0) alone), unless atEnd asks for a slot with a mark at
    * the end, as reading the database file needs.
    */
-  acquire(opts: { readonly atEnd?: boolean } = {}): PinResult {
+  acquire(opts: { readonly atEnd?: boolean; readonly known?: ShmHeader | undefined } = {}): PinResult {
     if (this.#closed) throw new ReplicaError('CLOSED', 'wal pin is closed')
     const atEnd = opts.atEnd === true
     if (this.#slot !== 0 && (this.#heldMark !== HIGH_MARK || !atEnd)) return { pinned: true, slot: this.#slot, mark: this.#heldMark }
     if (this.#slot === 0 && this.#zero && !atEnd) return { pinned: true, slot: 0, mark: 0 }
-    return this.#exchange(false)
+    return this.#exchange(false, opts.known)
   }
 
   /** raised reports whether the held slot's mark is above every frame (raise). */
@@ -182,9 +185,9 @@ export class WalPin {
    * acquired (a few microseconds unpinned, as SQLite readers are between transactions); otherwise the pin is
    * left as it was.
    */
-  #exchange(high: boolean): PinResult {
+  #exchange(high: boolean, known?: ShmHeader): PinResult {
     const old = this.#slot
-    const r = this.#acquireSlot(high, old)
+    const r = this.#acquireSlot(high, old, known)
     if (r.pinned) {
       if (old !== 0) {
         this.#lastSlot = old
@@ -199,11 +202,12 @@ export class WalPin {
     return this.#acquireSlot(false, 0)
   }
 
-  #acquireSlot(high: boolean, keep: number): PinResult {
+  #acquireSlot(high: boolean, keep: number, known?: ShmHeader): PinResult {
     this.#slot = 0
     let reason = 'no read-mark slot available'
     for (let attempt = 0; attempt < 10; attempt++) {
-      const hdr = this.#readHeader()
+      // The first try may start from the caller's fresh read: the verification below reads again anyway.
+      const hdr = attempt === 0 ? this.#known(known) : this.#readHeader()
       if (!hdr) {
         reason = 'wal index header unreadable'
         continue
@@ -263,18 +267,18 @@ export class WalPin {
    * application wrote: the WAL restarted, or it appended and cannot restart until backfill resumes). Returns the
    * new state.
    */
-  advance(): PinResult {
+  advance(known?: ShmHeader): PinResult {
     if (this.#slot === 0) {
-      if (!this.#zero) return this.acquire()
-      const hdr = this.#readHeader()
+      if (!this.#zero) return this.acquire({ known })
+      const hdr = this.#known(known)
       if (hdr && `${hdr.salts}:${hdr.mxFrame}` === this.#zeroAt) return { pinned: true, slot: 0, mark: 0 }
-      return this.acquire({ atEnd: true })
+      return this.acquire({ atEnd: true, known: this.#index })
     }
-    const hdr = this.#readHeader()
+    const hdr = this.#known(known)
     const mark = this.#heldMark
     if (hdr && mark >= hdr.mxFrame) return { pinned: true, slot: this.#slot, mark } // a raised mark stays
     this.release()
-    return this.acquire()
+    return this.acquire({ known: this.#index })
   }
 
   /**
@@ -340,6 +344,7 @@ export class WalPin {
    */
   forget(): void {
     if (this.#closed) return
+    this.#index = undefined
     if (this.#slot !== 0) this.#lastSlot = this.#slot
     this.#slot = 0
     this.#zero = false
@@ -387,14 +392,28 @@ export class WalPin {
 
   /**
    * readIndex reads the WAL-index header (and, into the pin's buffer, the read marks) in one pread; undefined when
-   * unreadable or uninitialised.
+   * unreadable or uninitialised. Passing the result straight back to advance or acquire saves them a read: a pin
+   * taken from it is verified by a read after locking, like any other.
    */
   readIndex(): ShmHeader | undefined {
-    return readShmHeader(this.shmFd, this.#buf)
+    this.#index = readShmHeader(this.shmFd, this.#buf)
+    return this.#index
+  }
+
+  /** forgetIndex drops the last readIndex result: a connection of ours may have moved the read marks since. */
+  forgetIndex(): void {
+    this.#index = undefined
+  }
+
+  /** known is the header of known when it is the last readIndex result (still in #buf), else a fresh read. */
+  #known(known: ShmHeader | undefined): { mxFrame: number; salts: string } | undefined {
+    if (known === undefined || known !== this.#index) return this.#readHeader()
+    return { mxFrame: known.mxFrame, salts: this.#buf.toString('hex', 32, 40) }
   }
 
   /** readHeader reads the index header and checkpoint info; undefined unless both header copies agree. */
   #readHeader(): { mxFrame: number; salts: string } | undefined {
+    this.#index = undefined
     const b = this.#buf
     if (fs.readSync(this.shmFd, b, 0, HDR_BYTES, 0) < HDR_BYTES) return undefined
     if (b[12] !== 1 || b.compare(b, 0, 48, 48, 96) !== 0) return undefined

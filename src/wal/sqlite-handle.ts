@@ -145,9 +145,12 @@ export class SqliteHandle {
     return this.#pin.slotHeld
   }
 
-  /** beginRead pins the WAL at its committed end (or keeps the pin). Throws BUSY when it cannot right now. */
-  beginRead(): void {
-    const r = this.#pin.acquire()
+  /**
+   * beginRead pins the WAL at its committed end (or keeps the pin). Throws BUSY when it cannot right now. Given the
+   * last readIndex result, it saves a read of its own.
+   */
+  beginRead(known?: ShmHeader): void {
+    const r = this.#pin.acquire({ known })
     if (!r.pinned) throw new ReplicaError('BUSY', `${this.#path}: cannot pin the wal: ${r.reason}`)
   }
 
@@ -198,9 +201,12 @@ export class SqliteHandle {
     this.#pin.forget()
   }
 
-  /** advance moves a held pin to the current end of the WAL when its mark is behind. Unpinned if that fails. */
-  advance(): void {
-    this.#pin.advance()
+  /**
+   * advance moves a held pin to the current end of the WAL when its mark is behind. Unpinned if that fails. Given the
+   * last readIndex result, it saves a read of its own.
+   */
+  advance(known?: ShmHeader): void {
+    this.#pin.advance(known)
   }
 
   /** endRead releases the pin, if any. */
@@ -213,6 +219,7 @@ export class SqliteHandle {
    * scans: for restore drills, not hot paths). sqlite_* and _litestream_* tables are left out.
    */
   tableCounts(): Record<string, number> {
+    this.#pin.forgetIndex() // this connection may move the read marks
     const db = connect(this.#path)
     try {
       db.prepare('BEGIN').run()
@@ -232,6 +239,7 @@ export class SqliteHandle {
    */
   checkpoint(mode: 'PASSIVE' | 'TRUNCATE', opts: { readonly keepPin?: boolean } = {}): { busy: boolean; log: number; checkpointed: number } {
     if (opts.keepPin !== true) this.endRead()
+    this.#pin.forgetIndex() // this connection may move the read marks
     const db = connect(this.#path)
     try {
       const row = db.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number }

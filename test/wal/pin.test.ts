@@ -245,3 +245,28 @@ test('B2 hand-off: READ(0) alone blocks the restart of a WAL the application app
   assert.equal(await app.run('integrity'), 'ok')
   await app.close()
 })
+
+test('a pin taken from a stale readIndex result is verified: after a WAL restart it holds the new end, not the old one', async (t) => {
+  const file = path.join(tmpDir(t), 'stale.db')
+  const app = startApp(t, file)
+  await app.run('insert 30')
+  const h = SqliteHandle.open(file)
+  t.after(() => h.close())
+  const known = h.readIndex()!
+  assert.ok(known.mxFrame > 0)
+  // The application restarts the WAL while we are not pinned, and writes fewer frames than before.
+  h.endRead()
+  assert.deepEqual(await app.run('checkpoint TRUNCATE'), { busy: 0, log: 0, checkpointed: 0 })
+  await app.run('insert 3')
+  const [s1, s2, end] = salts(file).split(':').map(Number)
+  assert.notDeepEqual([s1, s2], [known.salt1, known.salt2], 'the WAL restarted')
+  assert.ok(end! < known.mxFrame, `the new incarnation is shorter (${end} < ${known.mxFrame})`)
+  h.beginRead(known)
+  assert.equal(h.reading, true)
+  await app.run('insert 3')
+  const r = (await app.run('checkpoint PASSIVE')) as { busy: number; log: number; checkpointed: number }
+  assert.ok(r.log > end!)
+  assert.equal(r.checkpointed, end, 'the mark is the current end, read again after the stale header')
+  h.endRead()
+  await app.close()
+})
