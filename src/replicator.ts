@@ -556,24 +556,31 @@ export class Replicator {
     const startedAt = this.#opts.now()
     this.#urgent = false
     if (!this.#handle) await this.#open()
+    // Failures in a row, not attempts: a pass that shipped many segments (a backlog, held incarnations) must still
+    // retry a read that raced a WAL restart instead of starting a new generation at once.
+    let unreadable = 0
+    let retries = 0
     for (let attempt = 0; ; attempt++) {
       this.#checkDbIdentity() // may reopen: always use this.#handle afresh
       this.#handle!.beginRead()
       const shm = this.#readShm()
       if (!shm) {
-        if (attempt < 3) continue
+        if (++unreadable <= 3) continue
         throw new ReplicaError('WAL_INVALID', 'wal index (-shm) header unreadable')
       }
+      unreadable = 0
       if (this.#generation === '') {
         await this.#newGeneration('no generation exists')
         continue
       }
       const plan = this.#plan(shm)
       if (plan.kind === 'retry') {
-        if (attempt < 5) continue
+        if (++retries <= 5) continue
+        retries = 0
         await this.#newGeneration(plan.reason)
         continue
       }
+      retries = 0
       if (plan.kind === 'new-generation') {
         await this.#newGeneration(plan.reason)
         continue
