@@ -1,60 +1,29 @@
 /**
- * RED ON MAIN, GREEN ON BRANCH b2-queue (session 6, below; tracking: issue 7 closing notes, docs/reliability.md); the
- * bound is unchanged. Why it is red on main: a writer restarts the WAL only when it is fully backfilled and it can
- * lock READ(1..4) exclusively. The service's pin always holds one
- * of those slots (that is what keeps unshipped frames from being overwritten), and the application's autocheckpoint
- * never backfills the commit it has just made past our mark, so under continuous writes the WAL only grows (941 MiB
- * in 60 s at 3,675 tx/s; no data lost). Litestream v0.3.13 behaves the same (matrix K12). Rejected fix: holding the
- * WAL write lock for a checkpoint makes an application's deferred read-then-write transaction fail with SQLITE_BUSY
- * at once (no busy handler on an upgrade), which breaks I7. Tried and reverted (session 3, commits e8f2d0d..a1396d0):
- * pin with a read mark above mxFrame (checkpointers backfill everything, a restart is still blocked), then once
- * nBackfill == mxFrame take READ(0), read the unshipped frames into memory and drop the slot, so the application's
- * next transaction restarts the WAL. It made this scenario pass (max WAL 15.4 MB, 158 restarts, 1 generation, every
- * gate 0) but cost bench:single two thirds of its throughput (152 -> 44-65 MB/s): while we hold a slot over a WAL
- * past 1000 pages, the application's autocheckpoint backfills and fsyncs on every commit until the hand-off, which
- * came only at the end of a pass. Next: hand off from the 'db' event right after the application's checkpoint (a
- * larger held-tail bound), and keep the high mark only for that moment.
- * Session 4 built that (branch b2-handoff, commit message has the figures): a slot raised above every frame for at
- * most 250 ms, then on a change notification at which the WAL is fully backfilled and nobody else reads through a
- * slot, READ(0) + unshipped frames read into memory + slot dropped, so the application's next transaction restarts
- * the WAL exactly once. This scenario went from 941 MiB to 80-95 MiB (1 generation, ~120-200 restarts, gates 0):
- * still red whenever the replica falls more than the 32 MiB the hand-off may hold behind. And it cost bench:single
- * 18-50 % of the application's tx/s (128 MiB to 1,000-frame thresholds): the notification that completes a
- * hand-off arrives after the application's next transaction has already passed its restart point, so it keeps
- * committing with an autocheckpoint that backfills and fsyncs until a later try lands in the gap. Not merged. Next:
- * complete the hand-off from a worker blocked on READ(0) (F_OFD_SETLKW on the same open file description), which
- * wakes in the microseconds between the application's checkpoint and its next write.
- * Session 5 built that (branch b2-worker, not merged; its decision 0003 addendum has the details): a worker thread
- * raises the mark, blocks on inotify and then F_OFD_SETLKW READ(0), and drops the slot right after the application's
- * checkpoint; the unshipped frames go to an unlinked file (copy_file_range). It lands: hand-offs take 10-70 ms, usually
- * at the first checkpoint, 1 generation, gates 0, WAL ~17 MiB while the replica keeps up. Still red: max WAL 137 and
- * 296 MiB in two 60 s runs. Here the application writes ~55 MB/s of WAL and the replica ships 60-80 MB/s, so it runs
- * an incarnation (40-60 MB) behind; a hand-off waits until the frames the previous one holds are shipped while the new
- * incarnation grows, and in the first 4 s the backlog passed the 64 MiB a hand-off may hold. Cost, bench:single in the
- * same sitting: application 6,439 tx/s against main's 7,009-7,314 (a run under outside load: 3,825), peak RSS 232-265
- * MiB against 140. Next: let a hand-off proceed while earlier held frames are unshipped (a queue of held incarnations,
- * each shipped as its own index, iChange counted across them).
- * Session 6 built that (branch b2-queue, on main 24a84f0; decision 0003, addendum of session 6): held incarnations in
- * a queue of unlinked files (1 GiB in all at most), each shipped as its own index in chunks of one segment, its
- * commits checked against iChange at its held end (the worker reads it with the end) before its first segment. GREEN
- * in 6 runs of 60 s: max WAL 27.8, 31.1, 34.4 MiB, then after the last change (a restart no longer reads 16 MiB of
- * the old incarnation blindly) 23.9, 45.2, 52.4 MiB; 117-142 incarnations; 1 generation each; 3,131-3,697 tx/s;
- * every gate 0; 107-136 hand-offs a run, all landed (p50 9-12 ms, max 34-212 ms). The queue was used when the
- * replica fell behind: up to 3 earlier incarnations held at a hand-off and 82.2 MiB held in one run (more than the 64
- * MiB session 5 could hold), up to 1 in two others, none in three. Margin: the last run peaked at 52.4 of 64 MiB;
- * most likely because a pass checks for a hand-off only between segment uploads (and waits for the worker), so a
- * slow upload lets the WAL grow meanwhile (not verified).
- * Two runs before a fix (#caughtUp was true while frames were held, when the index showed mxFrame 0 right after a
- * restart, so the iChange base jumped) were red: 90.9 and 100.5 MiB, 2 and 7 generations, gates 0. Cost,
- * bench:single, same sittings: application 7,053-7,382 tx/s against main's 7,465-7,944, peak RSS 130-160 MiB against
- * 144-145 (decision 0003 has every run). Next: let the pass hand off while a segment uploads (the worker holds the pin;
- * an upload needs it only for frames not yet read), and a test of MAX_HELD_BYTES.
- * Later in session 6, branch b2-queue-rebased (b2-queue with main 5d3364f merged in; the branch's pin kept, main's
- * readIndex added as a plain read): npm test 247/247, this scenario green twice (max WAL 22.7 and 24.2 MiB, 126 and 140
- * incarnations, 1 generation, 3,097 and 3,465 tx/s, gates 0), B1 green (15 TRUNCATEs won, 0 busy, max 59 ms);
- * bench:single ours-only in one sitting: 7,215 tx/s, 122.9 MB/s shipped, peak RSS 150.5 MiB, commit p99 1.53 ms, 10/10
- * TRUNCATEs (p50 50 ms), against main's 6,588 tx/s, 112.4 MB/s, 148.6 MiB, 0.87 ms, 10/10 (p50 78 ms). Not merged
- * for want of a review of its ~1,300 lines of lock choreography; that review and a fast-forward are the next step.
+ * GREEN ON MAIN since session 7, which merged the hand-off with its queue of held incarnations (decision 0003, addenda
+ * of sessions 4 to 7; figures of every run there and in issue 7's closing notes). The bound is unchanged.
+ * The problem: a writer restarts the WAL only when it is fully backfilled and it can lock READ(1..4) exclusively. The
+ * service's pin always holds one of those slots (that is what keeps unshipped frames from being overwritten), and the
+ * application's autocheckpoint never backfills the commit it has just made past our mark, so under continuous writes
+ * the WAL only grew (941 MiB in 60 s at 3,675 tx/s; no data lost). Litestream v0.3.13 behaves the same (matrix K12).
+ * Rejected: holding the WAL write lock for a checkpoint (an application's deferred read-then-write transaction then
+ * fails with SQLITE_BUSY at once, which breaks I7).
+ * The way taken, session by session:
+ * - 3: a read mark above every frame (checkpointers backfill everything, a restart is still blocked), then READ(0) and
+ *   the slot dropped at the end of a pass: green, but bench:single lost two thirds of its throughput (every commit
+ *   backfilled and synced until the hand-off). Reverted.
+ * - 4 (branch b2-handoff): the hand-off from the 'db' change notification: 80-95 MiB, still red; the notification
+ *   came after the application's next transaction had passed its restart point.
+ * - 5 (branch b2-worker): a worker thread blocked on inotify and F_OFD_SETLKW READ(0) drops the slot in the
+ *   microseconds after the application's checkpoint; unshipped frames go to an unlinked file. It lands, but a
+ *   hand-off waited for the frames the previous one held to ship: 137 and 296 MiB.
+ * - 6 (branch b2-queue): held incarnations in a queue, each shipped as its own index, its commits checked against
+ *   iChange at its held end. Green in 6 of 6 runs, then twice more merged with main.
+ * - 7: reviewed and merged with main. Of eleven runs after the merge, one was red (153.8 MiB, 2 generations, gates 0;
+ *   its log was not kept: the new generation's snapshot stalls hand-offs while the WAL grows). Reading the code for a
+ *   cause found one, now fixed: a pass bounded its attempts, not its failed reads in a row, so once it had shipped
+ *   five segments (held chunks), the first read that raced a WAL restart started a new generation. Not proven to be
+ *   that run's cause. Held bytes per database are bounded by the replicator option maxHeldBytes (default 1 GiB),
+ *   tested in test/engine/handoff-queue.test.ts.
  *
  * B2 Application autocheckpoint at a high write rate (K9, K12), nightly: SQLite's default wal_autocheckpoint (1000
  * pages), the writer as fast as it can go for 60 s. Must hold: I1–I8 and the WAL stays bounded. Bound: 64 MiB, 16×
