@@ -114,7 +114,7 @@ test('file: a segment write that fails at the rename leaves no tmp file and reje
 test('file: a sync barrier shares one syncfs among waiters and never lets a late waiter ride an earlier call', async () => {
   const calls: Array<(err: unknown, res: number) => void> = []
   const fake = Object.assign(() => 0, { async: (_fd: number, cb: (err: unknown, res: number) => void) => void calls.push(cb) }) as SyncfsFn
-  const b = new SyncBarrier(-1, fake, 'test')
+  const b = new SyncBarrier(-1, fake, 'test', 0)
   const settled = new Set<string>()
   const track = (name: string, p: Promise<void>): Promise<void> =>
     p.then(
@@ -148,6 +148,34 @@ test('file: a sync barrier shares one syncfs among waiters and never lets a late
   calls[3]!(null, 0)
   await p5
   assert.ok(settled.has('p5 ok'))
+})
+
+test('file: a sync barrier starts its syncfs calls at least its gap apart; waiters arriving in the gap share the next', async () => {
+  const starts: number[] = []
+  const fake = Object.assign(() => 0, {
+    async: (_fd: number, cb: (err: unknown, res: number) => void) => {
+      starts.push(performance.now())
+      setImmediate(() => cb(null, 0))
+    },
+  }) as SyncfsFn
+  const gap = 40
+  const b = new SyncBarrier(-1, fake, 'test', gap)
+  const first = b.flush()
+  assert.equal(starts.length, 1, 'the first flush starts a syncfs at once')
+  await first
+  // Three flushes after the first call ended, within its gap: none starts a call at once; one call serves all three,
+  // no sooner than the gap.
+  const later = [b.flush(), b.flush(), b.flush()]
+  assert.equal(starts.length, 1, 'no call starts within the gap')
+  await Promise.all(later)
+  assert.equal(starts.length, 2, 'one call for the three waiters of the gap')
+  assert.ok(starts[1]! - starts[0]! >= gap, `calls started ${(starts[1]! - starts[0]!).toFixed(1)} ms apart (gap ${gap})`)
+  // Control: with no gap, the next call starts as soon as it is asked for.
+  const nb = new SyncBarrier(-1, fake, 'test', 0)
+  await nb.flush()
+  const again = nb.flush()
+  assert.equal(starts.length, 4, 'without a gap the second call starts at once')
+  await again
 })
 
 test('file: this platform has a sync barrier for the replica filesystem', { skip: process.platform !== 'linux' }, async (t) => {
