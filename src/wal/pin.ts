@@ -286,17 +286,10 @@ export class WalPin {
    * the index header read after locking (salts, mxFrame, nBackfill), or undefined when a checkpointer is
    * backfilling right now or the header is unreadable (READ(0) is then not held).
    */
-  holdZero(): { readonly mxFrame: number; readonly nBackfill: number; readonly salts: string } | undefined {
+  holdZero(): { readonly mxFrame: number; readonly nBackfill: number; readonly salts: string; readonly iChange: number } | undefined {
     if (this.#closed || this.#zero) return undefined
     if (!setLock(this.shmFd, 'read', READ_LOCK(0), 1)) return undefined
-    const hdr = this.#readHeader()
-    if (!hdr) {
-      setLock(this.shmFd, 'none', READ_LOCK(0), 1)
-      return undefined
-    }
-    this.#zero = true
-    this.#zeroAt = `${hdr.salts}:${hdr.mxFrame}`
-    return { ...hdr, nBackfill: this.#buf.readUInt32LE(NBACKFILL) }
+    return this.#zeroHeld()
   }
 
   /**
@@ -307,6 +300,11 @@ export class WalPin {
   holdZeroWait(): { readonly mxFrame: number; readonly nBackfill: number; readonly salts: string; readonly iChange: number } | undefined {
     if (this.#closed || this.#zero) return undefined
     waitLock(this.shmFd, 'read', READ_LOCK(0), 1)
+    return this.#zeroHeld()
+  }
+
+  /** zeroHeld records READ(0) as held at the index's end, read now; or lets it go if the header is unreadable. */
+  #zeroHeld(): { readonly mxFrame: number; readonly nBackfill: number; readonly salts: string; readonly iChange: number } | undefined {
     const hdr = this.#readHeader()
     if (!hdr) {
       setLock(this.shmFd, 'none', READ_LOCK(0), 1)
