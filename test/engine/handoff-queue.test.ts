@@ -5,16 +5,15 @@
  * one generation, and the stock `litestream restore` must give back exactly the source.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import readline from 'node:readline'
 import { test, type TestContext } from 'node:test'
 import type { Logger } from '../../src/log.js'
 import type { ReplicaClient } from '../../src/replica-client.js'
 import { Replicator } from '../../src/replicator.js'
 import { digest, integrity, tmpDir } from '../helpers/db.js'
 import { fileReplica } from '../helpers/replicas.js'
+import { startAppProcess, type AppProcess } from '../helpers/app-process.js'
 
 const APP_SRC = `
 const Database = require('better-sqlite3')
@@ -35,19 +34,8 @@ require('node:readline').createInterface({ input: process.stdin }).on('line', (l
 })
 `
 
-function startApp(t: TestContext, file: string): { run(cmd: string): Promise<unknown> } {
-  const child = spawn(process.execPath, ['-e', APP_SRC, file], { cwd: process.cwd() })
-  t.after(() => child.kill('SIGKILL'))
-  const lines = readline.createInterface({ input: child.stdout })
-  const waiting: ((v: unknown) => void)[] = []
-  lines.on('line', (l) => waiting.shift()?.(JSON.parse(l)))
-  return {
-    run: (cmd) =>
-      new Promise((resolve) => {
-        waiting.push(resolve)
-        child.stdin.write(`${cmd}\n`)
-      }),
-  }
+function startApp(t: TestContext, file: string): AppProcess {
+  return startAppProcess(t, APP_SRC, file)
 }
 
 /** slowClient delays every WAL segment upload by ms, so the replica falls behind the application. */
@@ -66,11 +54,11 @@ function slowClient(inner: ReplicaClient, ms: number): ReplicaClient {
   })
 }
 
-/** debugLog records the objects logged with msg. */
-function debugLog(msg: string, into: Record<string, unknown>[], info: Record<string, unknown>[]): Logger {
+/** debugLog records the objects logged at debug level under the messages of debug, and everything above it in info. */
+function debugLog(debug: Record<string, Record<string, unknown>[]>, info: Record<string, unknown>[]): Logger {
   const log: Logger = {
     debug: (obj, m) => {
-      if (m === msg) into.push(obj as Record<string, unknown>)
+      debug[m]?.push(obj as Record<string, unknown>)
     },
     info: (obj, m) => info.push({ ...(obj as object), msg: m }),
     warn: (obj, m) => info.push({ ...(obj as object), msg: m }),
@@ -88,7 +76,7 @@ test('B2 queue: hand-offs go on while earlier incarnations are held; each ships 
   const replica = fileReplica(dir)
   const handOffs: Record<string, unknown>[] = []
   const infos: Record<string, unknown>[] = []
-  const r = new Replicator({ dbPath: file, client: slowClient(replica.client, 60), syncIntervalMs: 0, log: debugLog('wal hand-off', handOffs, infos) })
+  const r = new Replicator({ dbPath: file, client: slowClient(replica.client, 100), syncIntervalMs: 0, log: debugLog({ 'wal hand-off': handOffs }, infos) })
   t.after(() => r.close().catch(() => {}))
   r.start()
   await r.whenStarted()
@@ -141,16 +129,7 @@ test('B2 queue bound: past maxHeldBytes no hand-off starts, the WAL grows instea
   const handOffs: Record<string, unknown>[] = []
   const deferred: Record<string, unknown>[] = []
   const infos: Record<string, unknown>[] = []
-  const log: Logger = {
-    debug: (obj, m) => {
-      if (m === 'wal hand-off') handOffs.push(obj as Record<string, unknown>)
-      else if (m === 'wal hand-off deferred: held bytes at their bound') deferred.push(obj as Record<string, unknown>)
-    },
-    info: (obj, m) => infos.push({ ...(obj as object), msg: m }),
-    warn: (obj, m) => infos.push({ ...(obj as object), msg: m }),
-    error: (obj, m) => infos.push({ ...(obj as object), msg: m }),
-    child: () => log,
-  }
+  const log = debugLog({ 'wal hand-off': handOffs, 'wal hand-off deferred: held bytes at their bound': deferred }, infos)
   // The replica is slower than the application, so the backlog outgrows the bound.
   const r = new Replicator({ dbPath: file, client: slowClient(replica.client, 150), syncIntervalMs: 0, maxHeldBytes: bound, log })
   t.after(() => r.close().catch(() => {}))

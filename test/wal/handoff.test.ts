@@ -5,16 +5,15 @@
  * at each restart), with every frame it overwrote held in memory, and not again while READ(0) is held.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import readline from 'node:readline'
 import { test, type TestContext } from 'node:test'
 import { checkFrames, frameSize, parseWalHeader, WAL_HEADER_SIZE } from '../../src/wal/format.js'
 import { handOff, workersRunning } from '../../src/wal/handoff.js'
 import { readShmHeader } from '../../src/wal/shm.js'
 import { SqliteHandle } from '../../src/wal/sqlite-handle.js'
 import { tmpDir } from '../helpers/db.js'
+import { startAppProcess, type AppProcess } from '../helpers/app-process.js'
 
 const APP_SRC = `
 const Database = require('better-sqlite3')
@@ -39,24 +38,8 @@ require('node:readline').createInterface({ input: process.stdin }).on('line', (l
 })
 `
 
-function startApp(t: TestContext, file: string): { run(cmd: string): Promise<unknown>; close(): Promise<void> } {
-  const child = spawn(process.execPath, ['-e', APP_SRC, file], { cwd: process.cwd() })
-  t.after(() => child.kill('SIGKILL'))
-  const lines = readline.createInterface({ input: child.stdout })
-  const waiting: ((v: unknown) => void)[] = []
-  lines.on('line', (l) => waiting.shift()?.(JSON.parse(l)))
-  return {
-    run: (cmd) =>
-      new Promise((resolve) => {
-        waiting.push(resolve)
-        child.stdin.write(`${cmd}\n`)
-      }),
-    close: async () => {
-      const exited = new Promise((r) => child.once('exit', r))
-      child.stdin.write('close\n')
-      await exited
-    },
-  }
+function startApp(t: TestContext, file: string): AppProcess {
+  return startAppProcess(t, APP_SRC, file)
 }
 
 function shm(file: string): { salt1: number; salt2: number; mxFrame: number; nBackfill: number; iChange: number } {

@@ -3,22 +3,15 @@
  * the reliability matrix) without a connection. The application runs in a child process, as in production.
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import readline from 'node:readline'
 import { test, type TestContext } from 'node:test'
 import { hasCode } from '../../src/errors.js'
 import { WalPin } from '../../src/wal/pin.js'
 import { readShmHeader } from '../../src/wal/shm.js'
 import { SqliteHandle } from '../../src/wal/sqlite-handle.js'
 import { insertRows, openApp, tmpDir } from '../helpers/db.js'
-
-/** App is a better-sqlite3 connection in another process, driven line by line. */
-interface App {
-  run(cmd: string): Promise<unknown>
-  close(): Promise<void>
-}
+import { startAppProcess, type AppProcess } from '../helpers/app-process.js'
 
 const APP_SRC = `
 const Database = require('better-sqlite3')
@@ -43,24 +36,8 @@ require('node:readline').createInterface({ input: process.stdin }).on('line', (l
 })
 `
 
-function startApp(t: TestContext, file: string): App {
-  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['-e', APP_SRC, file], { cwd: process.cwd() })
-  t.after(() => child.kill('SIGKILL'))
-  const lines = readline.createInterface({ input: child.stdout })
-  const waiting: ((v: unknown) => void)[] = []
-  lines.on('line', (l) => waiting.shift()?.(JSON.parse(l)))
-  return {
-    run: (cmd) =>
-      new Promise((resolve) => {
-        waiting.push(resolve)
-        child.stdin.write(`${cmd}\n`)
-      }),
-    close: async () => {
-      const exited = new Promise((r) => child.once('exit', r))
-      child.stdin.write('close\n')
-      await exited
-    },
-  }
+function startApp(t: TestContext, file: string): AppProcess {
+  return startAppProcess(t, APP_SRC, file)
 }
 
 function salts(file: string): string {
