@@ -275,6 +275,8 @@ export class Replicator {
    * then (performance.now()); caught-up passes checkpoint PASSIVE themselves meanwhile, as without hand-offs.
    */
   #handOffRetryAt = 0
+  /** handedOff: the WAL's end when we last handed it off. */
+  #handedOff: { readonly salt1: number; readonly salt2: number; readonly mxFrame: number } | null = null
   /** advanceTimer and lastAdvanceAt pace the pin's moves to the end of the WAL (#advanceSoon). */
   #advanceTimer: NodeJS.Timeout | null = null
   #lastAdvanceAt = -Infinity
@@ -400,7 +402,8 @@ export class Replicator {
     if (!h?.reading || this.#generation === '' || this.#imaging || this.#closing !== null || this.#handOffJob !== null) return
     this.#lastAdvanceAt = performance.now()
     try {
-      h.advance() // after a hand-off, a slot again only once the application wrote (WalPin.advance)
+      if (h.slotHeld) h.advance()
+      else this.#advanceFromZero()
     } catch {
       // SQLITE_BUSY-like: the next event or pass pins again.
     }
@@ -1190,7 +1193,7 @@ export class Replicator {
     if (handle.reading && !handle.slotHeld) {
       // Handed off (READ(0) alone): kept while the application has not written since, as it then blocks no one
       // (nothing is left to backfill, and a restart needs no lock of ours). Once it wrote, a slot again.
-      handle.advance(shm)
+      this.#advanceFromZero()
       if (!handle.slotHeld) {
         this.#releaseRequested = false
         return
@@ -1362,7 +1365,22 @@ export class Replicator {
     } else if (!into) {
       fs.closeSync(heldFd)
     }
+    this.#handedOff = { salt1: header.salt1, salt2: header.salt2, mxFrame: (r.end - WAL_HEADER_SIZE) / fsz }
     return true
+  }
+
+  /**
+   * advanceFromZero takes a slot again once the application wrote after a hand-off (WalPin.advance): the WAL
+   * restarted, or the application appended (a transaction that raced the hand-off), and the next pass past the
+   * hand-off size tries again.
+   */
+  #advanceFromZero(): void {
+    const h = this.#handle!
+    const shm = this.#readShm()
+    const ho = this.#handedOff
+    if (shm && ho && shm.salt1 === ho.salt1 && shm.salt2 === ho.salt2 && shm.mxFrame === ho.mxFrame) return // not written since
+    this.#handedOff = null
+    h.advance(shm)
   }
 
   #caughtUp(shm: ShmHeader): boolean {
