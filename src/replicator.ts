@@ -372,7 +372,7 @@ export class Replicator {
     } else if (this.#handle?.reading && this.#generation !== '' && !this.#imaging) {
       // Already pinned: move the pin to the new end of the WAL (into another slot, leaving the old one to a
       // checkpointer that may be waiting for it), so a TRUNCATE is never held back by a mark we took before a
-      // burst of commits. A few microseconds unpinned; iChange covers them.
+      // burst of commits. The new slot is taken before the old one is let go (WalPin.advance).
       this.#advanceSoon()
     }
     const wake = this.#wake

@@ -262,10 +262,13 @@ export class WalPin {
   }
 
   /**
-   * advance re-pins at the committed end if the held mark is behind it (a raised mark never is), claiming a slot
-   * other than the one held when one is free. With READ(0) alone it takes a slot only once the index moved since backfill froze (the
-   * application wrote: the WAL restarted, or it appended and cannot restart until backfill resumes). Returns the
-   * new state.
+   * advance re-pins at the committed end if the held mark is behind it (a raised mark never is), in a slot other
+   * than the one held (which a checkpointer may be waiting for), taken before the held one is let go. If the header
+   * cannot be read or no other slot can be taken, the held slot stays: advance never leaves the WAL unpinned. (It
+   * used to let go first; a header left torn for milliseconds by a writer descheduled between its two copies then
+   * failed every retry, and the application restarted the WAL under unshipped frames: the B2 queue bound flake.)
+   * With READ(0) alone it takes a slot only once the index moved since backfill froze (the application wrote: the
+   * WAL restarted, or it appended and cannot restart until backfill resumes). Returns the new state.
    */
   advance(known?: ShmHeader): PinResult {
     if (this.#slot === 0) {
@@ -275,10 +278,21 @@ export class WalPin {
       return this.acquire({ atEnd: true, known: this.#index })
     }
     const hdr = this.#known(known)
+    const old = this.#slot
     const mark = this.#heldMark
-    if (hdr && mark >= hdr.mxFrame) return { pinned: true, slot: this.#slot, mark } // a raised mark stays
-    this.release()
-    return this.acquire({ known: this.#index })
+    if (!hdr || mark >= hdr.mxFrame) return { pinned: true, slot: old, mark } // unreadable: keep it; a raised mark stays
+    const r = this.#acquireSlot(false, old, this.#index)
+    if (!r.pinned || r.mark < mark) {
+      // No other slot at or past the held mark (all taken): keep the held one, nothing changed.
+      if (r.pinned) setLock(this.shmFd, 'none', READ_LOCK(r.slot), 1)
+      this.#slot = old
+      this.#heldMark = mark
+      return { pinned: true, slot: old, mark }
+    }
+    this.#lastSlot = old
+    setLock(this.shmFd, 'none', READ_LOCK(old), 1)
+    this.dropZero()
+    return r
   }
 
   /**

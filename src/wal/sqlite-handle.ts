@@ -202,8 +202,8 @@ export class SqliteHandle {
   }
 
   /**
-   * advance moves a held pin to the current end of the WAL when its mark is behind. Unpinned if that fails. Given the
-   * last readIndex result, it saves a read of its own.
+   * advance moves a held pin to the current end of the WAL when its mark is behind; the held slot stays if it
+   * cannot. Given the last readIndex result, it saves a read of its own.
    */
   advance(known?: ShmHeader): void {
     this.#pin.advance(known)
