@@ -56,16 +56,31 @@ function slowClient(inner: ReplicaClient, ms: number): ReplicaClient {
 
 /** debugLog records the objects logged at debug level under the messages of debug, and everything above it in info. */
 function debugLog(debug: Record<string, Record<string, unknown>[]>, info: Record<string, unknown>[]): Logger {
+  const rec = (level: string, obj: unknown, m: string): void => {
+    if (FLAKE_LOG) fullLog.push({ t: Math.round(performance.now() * 1000) / 1000, level, msg: m, ...(obj as object) })
+  }
   const log: Logger = {
     debug: (obj, m) => {
+      rec('debug', obj, m)
       debug[m]?.push(obj as Record<string, unknown>)
     },
-    info: (obj, m) => info.push({ ...(obj as object), msg: m }),
-    warn: (obj, m) => info.push({ ...(obj as object), msg: m }),
-    error: (obj, m) => info.push({ ...(obj as object), msg: m }),
+    info: (obj, m) => (rec('info', obj, m), info.push({ ...(obj as object), msg: m })),
+    warn: (obj, m) => (rec('warn', obj, m), info.push({ ...(obj as object), msg: m })),
+    error: (obj, m) => (rec('error', obj, m), info.push({ ...(obj as object), msg: m })),
     child: () => log,
   }
   return log
+}
+
+/** FLAKE_LOG: a file to which every message the replicator logs (debug included) is written after each test. */
+const FLAKE_LOG = process.env.FLAKE_LOG
+const fullLog: Record<string, unknown>[] = []
+function dumpLog(t: TestContext): void {
+  t.after(() => {
+    if (!FLAKE_LOG) return
+    fs.writeFileSync(FLAKE_LOG, fullLog.map((l) => JSON.stringify(l)).join('\n') + '\n', { flag: 'a' })
+    fullLog.length = 0
+  })
 }
 
 test('B2 queue: hand-offs go on while earlier incarnations are held; each ships as its own index, one generation, stock restore equals the source', { timeout: 120_000 }, async (t) => {
@@ -126,6 +141,7 @@ test('B2 queue bound: past maxHeldBytes no hand-off starts, the WAL grows instea
   assert.equal(typeof (await app.run('write 50')), 'number', 'the application created its database')
   const replica = fileReplica(dir)
   const bound = 6 << 20
+  dumpLog(t)
   const handOffs: Record<string, unknown>[] = []
   const deferred: Record<string, unknown>[] = []
   const infos: Record<string, unknown>[] = []
