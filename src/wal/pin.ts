@@ -46,6 +46,12 @@ const HIGH_MARK = 0xfffffffe
 const NREADER = 5
 const HDR_BYTES = 136
 
+/** IndexRead is what a pin needs of one read of the index header: its end and its salts (hex). */
+interface IndexRead {
+  readonly mxFrame: number
+  readonly salts: string
+}
+
 /** PinResult says what acquire achieved: the slot and mark held, or why not. */
 export type PinResult = { readonly pinned: true; readonly slot: number; readonly mark: number } | { readonly pinned: false; readonly reason: string }
 
@@ -202,12 +208,13 @@ export class WalPin {
     return this.#acquireSlot(false, 0)
   }
 
-  #acquireSlot(high: boolean, keep: number, known?: ShmHeader): PinResult {
+  #acquireSlot(high: boolean, keep: number, known?: ShmHeader, read?: IndexRead): PinResult {
     this.#slot = 0
     let reason = 'no read-mark slot available'
     for (let attempt = 0; attempt < 10; attempt++) {
-      // The first try may start from the caller's fresh read: the verification below reads again anyway.
-      const hdr = attempt === 0 ? this.#known(known) : this.#readHeader()
+      // The first try may start from the caller's fresh read (read: one whose marks are still in #buf): the
+      // verification below reads again anyway.
+      const hdr = attempt === 0 ? (read ?? this.#known(known)) : this.#readHeader()
       if (!hdr) {
         reason = 'wal index header unreadable'
         continue
@@ -281,7 +288,8 @@ export class WalPin {
     const old = this.#slot
     const mark = this.#heldMark
     if (!hdr || mark >= hdr.mxFrame) return { pinned: true, slot: old, mark } // unreadable: keep it; a raised mark stays
-    const r = this.#acquireSlot(false, old, this.#index)
+    // The read just made (its marks are in #buf) serves the first try; the pin is verified after locking anyway.
+    const r = this.#acquireSlot(false, old, undefined, hdr)
     if (!r.pinned || r.mark < mark) {
       // No other slot at or past the held mark (all taken): keep the held one, nothing changed.
       if (r.pinned) setLock(this.shmFd, 'none', READ_LOCK(r.slot), 1)
@@ -418,13 +426,13 @@ export class WalPin {
   }
 
   /** known is the header of known when it is the last readIndex result (still in #buf), else a fresh read. */
-  #known(known: ShmHeader | undefined): { mxFrame: number; salts: string } | undefined {
+  #known(known: ShmHeader | undefined): IndexRead | undefined {
     if (known === undefined || known !== this.#index) return this.#readHeader()
     return { mxFrame: known.mxFrame, salts: this.#buf.toString('hex', 32, 40) }
   }
 
   /** readHeader reads the index header and checkpoint info; undefined unless both header copies agree. */
-  #readHeader(): { mxFrame: number; salts: string } | undefined {
+  #readHeader(): IndexRead | undefined {
     this.#index = undefined
     const b = this.#buf
     if (fs.readSync(this.shmFd, b, 0, HDR_BYTES, 0) < HDR_BYTES) return undefined
