@@ -773,12 +773,19 @@ export class Replicator {
     const heldPlan = this.#planHeld(shm)
     if (heldPlan !== undefined) return heldPlan
     const fsz = frameSize(this.#pageSize)
-    const walHead = readAt(wal, 0, WAL_HEADER_SIZE)
-    const parsed = walHead ? parseWalHeader(walHead) : null
-    const wh = parsed?.ok ? parsed.header : null
     const cur = this.#shipped
     const shmInCurrent = cur.header !== null && shm.salt1 === cur.header.salt1 && shm.salt2 === cur.header.salt2
-    if (shmInCurrent && (wh === null || !wh.bytes.equals(cur.header!.bytes))) return { kind: 'retry', reason: 'wal header and wal index disagree' }
+    // Past an incarnation's first segment the frames prove themselves: checkFrames checks every frame's salts and
+    // the checksum chain from the shipped checksum, so frames of a restarted WAL fail it whatever its header says.
+    // The header is read only where it ships (offset 0) or where the index is in another incarnation.
+    const headerKnown = shmInCurrent && cur.offset > WAL_HEADER_SIZE
+    let wh: WalHeader | null = cur.header
+    if (!headerKnown) {
+      const walHead = readAt(wal, 0, WAL_HEADER_SIZE)
+      const parsed = walHead ? parseWalHeader(walHead) : null
+      wh = parsed?.ok ? parsed.header : null
+      if (shmInCurrent && (wh === null || !wh.bytes.equals(cur.header!.bytes))) return { kind: 'retry', reason: 'wal header and wal index disagree' }
+    }
 
     if (shmInCurrent && wh !== null) {
       const end = WAL_HEADER_SIZE + shm.mxFrame * fsz
