@@ -124,6 +124,13 @@ export class PassSlots {
     this.#free = size
   }
 
+  /** tryAcquire takes a slot if one is free, without waiting. */
+  tryAcquire(): boolean {
+    if (this.#free === 0) return false
+    this.#free--
+    return true
+  }
+
   /** acquire takes a slot: undefined when one was free, else a promise that resolves once one is handed over. */
   acquire(): Promise<void> | undefined {
     if (this.#free > 0) {
@@ -152,6 +159,124 @@ export class PassSlots {
     else this.#free++
   }
 }
+
+/** Wakeup is a replicator's entry in the WAKEUPS queue, made once per replicator and reused. */
+interface Wakeup {
+  /** at is when to fire, on performance.now()'s clock; index is the position in the heap, -1 when not queued. */
+  at: number
+  index: number
+  readonly fire: () => void
+}
+
+/**
+ * WakeupQueue wakes the loops of a process at their due times with a single timer: a binary heap ordered by due time,
+ * entries made once per replicator and reused, and one timeout armed for the earliest, rounded up to WAKE_GRANULE_MS
+ * so that loops due within the same few milliseconds share it. A timer and a promise per wait, as the loop first
+ * had, were made twice per commit at 1,000 busy clients, and lived a sync interval: a third of the bytes promoted
+ * to V8's old generation, which drive its full collections (bench/results/notes.md, session 7's profile). An idle
+ * replicator has no entry, so it costs nothing.
+ */
+export class WakeupQueue {
+  readonly #heap: Wakeup[] = []
+  #timer: NodeJS.Timeout | null = null
+  #armedAt = Infinity
+
+  /** schedule queues w to fire at `at` (performance.now() clock), or moves it there if queued. */
+  schedule(w: Wakeup, at: number): void {
+    if (w.index >= 0) {
+      if (Math.abs(w.at - at) < 1) return // re-notified with the same due time: nothing to move
+      const earlier = at < w.at
+      w.at = at
+      if (earlier) this.#up(w.index)
+      else this.#down(w.index)
+    } else {
+      w.at = at
+      w.index = this.#heap.length
+      this.#heap.push(w)
+      this.#up(w.index)
+    }
+    this.#arm()
+  }
+
+  /** cancel takes w out of the queue, if queued. */
+  cancel(w: Wakeup): void {
+    const i = w.index
+    if (i < 0) return
+    w.index = -1
+    const last = this.#heap.pop()!
+    if (last !== w) {
+      this.#heap[i] = last
+      last.index = i
+      this.#up(i)
+      this.#down(last.index)
+    }
+    if (this.#heap.length === 0 && this.#timer !== null) {
+      clearTimeout(this.#timer)
+      this.#timer = null
+      this.#armedAt = Infinity
+    }
+  }
+
+  #arm(): void {
+    const head = this.#heap[0]
+    if (head === undefined) return
+    const at = Math.ceil(head.at / WAKE_GRANULE_MS) * WAKE_GRANULE_MS
+    if (this.#timer !== null && this.#armedAt <= at) return // fires in time, and re-arms for what is left
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#armedAt = at
+    this.#timer = setTimeout(this.#onTimer, Math.max(0, at - performance.now()))
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = null
+    this.#armedAt = Infinity
+    const now = performance.now()
+    // Fire what is due now; a loop that schedules itself again is due later, so this ends.
+    for (let head = this.#heap[0]; head !== undefined && head.at <= now; head = this.#heap[0]) {
+      this.cancel(head)
+      head.fire()
+    }
+    this.#arm()
+  }
+
+  #up(i: number): void {
+    const h = this.#heap
+    const w = h[i]!
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      const p = h[parent]!
+      if (p.at <= w.at) break
+      h[i] = p
+      p.index = i
+      i = parent
+    }
+    h[i] = w
+    w.index = i
+  }
+
+  #down(i: number): void {
+    const h = this.#heap
+    const n = h.length
+    const w = h[i]!
+    for (;;) {
+      let c = 2 * i + 1
+      if (c >= n) break
+      if (c + 1 < n && h[c + 1]!.at < h[c]!.at) c++
+      const child = h[c]!
+      if (child.at >= w.at) break
+      h[i] = child
+      child.index = i
+      i = c
+    }
+    h[i] = w
+    w.index = i
+  }
+}
+
+/** WAKE_GRANULE_MS: loops due within this many milliseconds of each other share one timeout (WakeupQueue). */
+const WAKE_GRANULE_MS = 5
+/** WAKEUPS is the process's one wake-up queue for every replicator's loop. */
+const WAKEUPS = new WakeupQueue()
 
 interface Shipped {
   /** header of the incarnation shipped as the current index; null when nothing of it has been shipped. */
@@ -254,7 +379,16 @@ export class Replicator {
   #releaseRequested = false
   /** releasedAtIChange is iChange when we last let go for a checkpointer; undefined once re-pinned. */
   #releasedAtIChange: number | undefined
-  #wake: (() => void) | null = null
+  /** wakeup is this loop's entry in WAKEUPS; passing: a pass of the loop is under way (#attempt). */
+  readonly #wakeup: Wakeup = { at: 0, index: -1, fire: () => this.#kick() }
+  #passing = false
+  /** The loop's retry state: backoff after a failed pass, when the last pass started, since when BUSY lasts. */
+  #backoffMs = 0
+  #lastAttemptAt = -Infinity
+  #busySince: number | null = null
+  /** aborted settles when close() stops the loop (a pass waiting for a slot gives up); endLoop settles #loop. */
+  #aborted: Promise<void> = Promise.resolve()
+  #endLoop: () => void = () => {}
   /**
    * held: the incarnations handed off (#handOff) and not yet shipped, oldest first, each in its own unlinked file.
    * The application may have restarted the WAL over them. The first may be the shipped incarnation (from the shipped
@@ -375,9 +509,7 @@ export class Replicator {
       // burst of commits. The new slot is taken before the old one is let go (WalPin.advance).
       this.#advanceSoon()
     }
-    const wake = this.#wake
-    this.#wake = null
-    wake?.()
+    this.#kick()
   }
 
   /**
@@ -412,7 +544,21 @@ export class Replicator {
   /** start opens the database and runs the loop in the background until close(). */
   start(): void {
     if (this.#loop) return
-    this.#loop = this.#run(this.#loopAbort.signal)
+    const ended = deferred()
+    this.#loop = ended.promise
+    this.#endLoop = ended.resolve
+    let onAbort!: () => void
+    this.#aborted = new Promise<void>((resolve) => (onAbort = resolve))
+    this.#loopAbort.signal.addEventListener(
+      'abort',
+      () => {
+        onAbort()
+        WAKEUPS.cancel(this.#wakeup)
+        if (!this.#passing) this.#endLoop()
+      },
+      { once: true },
+    )
+    this.notify() // the first pass opens the database and catches up
   }
 
   /** running reports whether start() was called and close() has not finished. */
@@ -420,82 +566,68 @@ export class Replicator {
     return this.#loop !== null && this.#closing === null
   }
 
-  async #run(signal: AbortSignal): Promise<void> {
-    let backoffMs = 0
-    let lastAttemptAt = -Infinity
-    let busySince: number | null = null
-    // One listener for the loop's life, not one per sleep: a busy client sleeps twice a commit.
-    let onAbort!: () => void
-    const aborted = new Promise<void>((resolve) => (onAbort = resolve))
-    signal.addEventListener(
-      'abort',
-      () => {
-        onAbort()
-        this.#wake?.()
-      },
-      { once: true },
-    )
-    this.notify() // the first pass opens the database and catches up
-    while (!signal.aborted) {
-      const now = this.#opts.now()
-      let dueAt: number
-      if (backoffMs > 0) dueAt = lastAttemptAt + backoffMs
-      else if (this.#dirtySince === null) dueAt = Infinity
-      else if (this.#urgent) dueAt = now
-      else dueAt = lastAttemptAt + this.#opts.syncIntervalMs
-      if (dueAt > now) {
-        await this.#sleep(dueAt - now)
-        continue
-      }
-      lastAttemptAt = now
-      const slots = this.#opts.passSlots
+  /**
+   * kick is the loop: it runs a pass now if one is due, else queues the loop's wake-up for when one will be (none
+   * while nothing changed: an idle database has no timer). notify(), the wake-up and the end of every pass call it.
+   */
+  #kick(): void {
+    if (this.#loop === null || this.#passing || this.#loopAbort.signal.aborted) return
+    const now = this.#opts.now()
+    let dueAt: number
+    if (this.#backoffMs > 0) dueAt = this.#lastAttemptAt + this.#backoffMs
+    else if (this.#dirtySince === null) dueAt = Infinity
+    else if (this.#urgent) dueAt = now
+    else dueAt = this.#lastAttemptAt + this.#opts.syncIntervalMs
+    // A wake-up fires on performance.now()'s clock, which may be a fraction of a millisecond ahead of now()'s.
+    if (dueAt > now + 1) {
+      if (dueAt === Infinity) WAKEUPS.cancel(this.#wakeup)
+      else WAKEUPS.schedule(this.#wakeup, performance.now() + (dueAt - now))
+      return
+    }
+    WAKEUPS.cancel(this.#wakeup)
+    this.#passing = true
+    this.#lastAttemptAt = now
+    void this.#attempt(now)
+  }
+
+  /** attempt runs one pass of the loop (in a pass slot, if the process shares them), then kicks the loop again. */
+  async #attempt(now: number): Promise<void> {
+    const slots = this.#opts.passSlots
+    let held = false
+    try {
       // Closing does not wait for a slot.
-      const held = slots !== undefined && (await slots.acquireBefore(aborted))
-      if (signal.aborted) {
-        if (held) slots.release()
-        break
-      }
+      held = slots !== undefined && (slots.tryAcquire() || (await slots.acquireBefore(this.#aborted)))
+      if (this.#loopAbort.signal.aborted) return
       try {
         await this.sync()
-        backoffMs = 0
-        busySince = null
+        this.#backoffMs = 0
+        this.#busySince = null
         this.#started.resolve()
       } catch (err) {
         this.#started.resolve()
-        if (signal.aborted) break
-        backoffMs = Math.min(Math.max(backoffMs * 2, 250), 30_000)
+        if (this.#loopAbort.signal.aborted) return
+        this.#backoffMs = Math.min(Math.max(this.#backoffMs * 2, 250), 30_000)
         const msg = errorMessage(err)
         if (hasCode(err, 'BUSY')) {
           // A lock the application holds for a moment is expected (we never wait on one): retried, and an error
           // only once it has lasted busyErrorAfterMs.
-          busySince ??= now
-          const forMs = now - busySince
-          this.#log.warn({ err: msg, backoffMs, busyForMs: forMs }, 'database busy; retrying')
+          this.#busySince ??= now
+          const forMs = now - this.#busySince
+          this.#log.warn({ err: msg, backoffMs: this.#backoffMs, busyForMs: forMs }, 'database busy; retrying')
           if (forMs >= this.#opts.busyErrorAfterMs) this.#publish({ state: 'error', lastError: `database busy for ${Math.round(forMs / 1000)} s: ${msg}` })
         } else {
-          busySince = null
-          this.#log.error({ err: msg, backoffMs }, 'sync failed')
+          this.#busySince = null
+          this.#log.error({ err: msg, backoffMs: this.#backoffMs }, 'sync failed')
           this.#publish({ state: 'error', lastError: msg })
         }
-      } finally {
-        if (held) slots.release()
       }
+    } finally {
+      if (held) slots!.release()
+      this.#passing = false
+      if (this.#loopAbort.signal.aborted) this.#endLoop()
+      else this.#kick()
     }
   }
-
-  /** sleep waits ms (Infinity: until notified), or until notify() or the abort listener of #run calls #wake. */
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        this.#wake = null
-        resolve()
-      }
-      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined
-      this.#wake = done
-    })
-  }
-
 
   /**
    * sync runs one pass: open if needed, ship every committed frame, then checkpoint, snapshot and enforce
