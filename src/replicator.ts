@@ -231,12 +231,15 @@ export class WakeupQueue {
     this.#timer = null
     this.#armedAt = Infinity
     const now = performance.now()
-    // Fire what is due now; a loop that schedules itself again is due later, so this ends.
-    for (let head = this.#heap[0]; head !== undefined && head.at <= now; head = this.#heap[0]) {
-      this.cancel(head)
-      head.fire()
+    try {
+      // Fire what is due now; a loop that schedules itself again is due later, so this ends.
+      for (let head = this.#heap[0]; head !== undefined && head.at <= now; head = this.#heap[0]) {
+        this.cancel(head)
+        head.fire()
+      }
+    } finally {
+      this.#arm() // a wake-up that threw must not strand the loops queued behind it
     }
-    this.#arm()
   }
 
   #up(i: number): void {
