@@ -45,6 +45,8 @@ const READMARK_NOT_USED = 0xffffffff
 const HIGH_MARK = 0xfffffffe
 const NREADER = 5
 const HDR_BYTES = 136
+/** NO_SLOT_FREE is why a pin failed when the index was readable but every read-mark slot was taken by others. */
+const NO_SLOT_FREE = 'no read-mark slot available'
 
 /** IndexRead is what a pin needs of one read of the index header: its end and its salts (hex). */
 interface IndexRead {
@@ -204,13 +206,16 @@ export class WalPin {
     }
     this.#slot = old // still held: nothing changed
     if (high || old === 0) return r // READ(0) alone, if held, stays: it is still a complete pin
+    // Only when every other slot is taken does the held one go, to be claimed again at the end; a header that stayed
+    // unreadable or kept changing would fail that try too and leave the WAL unpinned, so the held slot stays then.
+    if (r.reason !== NO_SLOT_FREE) return r
     this.release()
     return this.#acquireSlot(false, 0)
   }
 
   #acquireSlot(high: boolean, keep: number, known?: ShmHeader, read?: IndexRead): PinResult {
     this.#slot = 0
-    let reason = 'no read-mark slot available'
+    let reason = NO_SLOT_FREE
     for (let attempt = 0; attempt < 10; attempt++) {
       // The first try may start from the caller's fresh read (read: one whose marks are still in #buf): the
       // verification below reads again anyway.
@@ -249,6 +254,7 @@ export class WalPin {
         }
       }
       if (mxI === 0) {
+        reason = NO_SLOT_FREE
         if (high) break
         continue
       }

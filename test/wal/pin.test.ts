@@ -256,21 +256,13 @@ test('advance keeps the pin when the index header is torn: the WAL is never left
   t.after(() => h.close())
   await app.run('insert 10') // the held mark is now behind the end: advance wants to move it
   const before = salts(file).split(':')
-  // A writer stopped between its two copies of the index header (SQLite writes the second copy, then the first):
-  // while it stays stopped, no read of the header is consistent. Seen under CPU load (the B2 queue bound flake).
-  const shm = fs.openSync(`${file}-shm`, 'r+')
-  t.after(() => fs.closeSync(shm))
-  const copy1 = Buffer.alloc(48)
-  fs.readSync(shm, copy1, 0, 48, 48)
-  const torn = Buffer.from(copy1)
-  torn.writeUInt32LE(torn.readUInt32LE(16) + 1, 16) // the second copy's mxFrame, one commit ahead
-  fs.writeSync(shm, torn, 0, 48, 48)
+  const resume = tearIndexHeader(t, file)
   let held: boolean
   try {
     h.advance()
     held = h.slotHeld
   } finally {
-    fs.writeSync(shm, copy1, 0, 48, 48) // the writer resumes
+    resume()
   }
   assert.equal(held, true, 'a read-mark slot is still held after advance met an unreadable header')
   // Still pinned: a TRUNCATE checkpoint is refused and the application's writes append to the same incarnation.
@@ -288,3 +280,56 @@ test('advance keeps the pin when the index header is torn: the WAL is never left
   h.endRead()
   await app.close()
 })
+
+test('a raised slot stays held when re-pinning it at the end meets a torn index header (a hand-off that did not land)', async (t) => {
+  const file = path.join(tmpDir(t), 'torn-raised.db')
+  const app = startApp(t, file)
+  await app.run('insert 20')
+  const h = SqliteHandle.open(file)
+  t.after(() => h.close())
+  h.beginRead()
+  assert.equal(h.raiseMark(), true)
+  await app.run('insert 10')
+  const before = salts(file).split(':')
+  const resume = tearIndexHeader(t, file)
+  let err: unknown
+  let held: boolean
+  try {
+    try {
+      h.beginReadForImage() // what the replicator does after a hand-off that did not land
+    } catch (e) {
+      err = e
+    }
+    held = h.slotHeld
+  } finally {
+    resume()
+  }
+  assert.match(String(err), /header unreadable|changed while pinning/, 'the image pin cannot be taken while the header is torn')
+  assert.equal(held, true, 'the raised slot is still held')
+  const r = (await app.run('checkpoint TRUNCATE')) as { busy: number; log: number }
+  assert.equal(r.busy, 1, 'TRUNCATE must not get past the raised slot')
+  await app.run('insert 5')
+  assert.deepEqual(salts(file).split(':').slice(0, 2), before.slice(0, 2), 'same WAL incarnation')
+  // Once the header reads again, the image pin takes a slot at the end.
+  h.beginReadForImage()
+  assert.equal(h.slotHeld, true)
+  assert.equal(h.raised, false)
+  h.endRead()
+  await app.close()
+})
+
+/**
+ * tearIndexHeader leaves the `-shm` header as a writer stopped between its two copies does (SQLite writes the second
+ * copy, then the first): while it stays so, no read of the header is consistent. Seen under CPU load (the B2 queue
+ * bound flake). Returns the writer's resumption: the copy made whole again.
+ */
+function tearIndexHeader(t: TestContext, file: string): () => void {
+  const shm = fs.openSync(`${file}-shm`, 'r+')
+  t.after(() => fs.closeSync(shm))
+  const copy1 = Buffer.alloc(48)
+  fs.readSync(shm, copy1, 0, 48, 48)
+  const torn = Buffer.from(copy1)
+  torn.writeUInt32LE(torn.readUInt32LE(16) + 1, 16) // the second copy's mxFrame, one commit ahead
+  fs.writeSync(shm, torn, 0, 48, 48)
+  return () => void fs.writeSync(shm, copy1, 0, 48, 48)
+}
