@@ -42,6 +42,8 @@ async function processIo(): Promise<CliIo> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // For the benchmark's A/B runs only (decision 0005, addendum); loaded only then, so other commands skip koffi.
+  if (process.env.LSM_SYNCFS_GAP_MS !== undefined) (await import('./file/syncfs.js')).setSyncfsMinGapMs(Number(process.env.LSM_SYNCFS_GAP_MS))
   const io = await processIo()
   const [cmd, ...rest] = argv
   switch (cmd) {

@@ -50,9 +50,20 @@ function waiters(): Waiters {
  * SYNCFS_MIN_GAP_MS is the least time between the starts of two syncfs calls of one barrier, so that each call
  * covers more writes: at 1,000 busy clients back-to-back calls ran about 370 times a second, each covering about
  * three objects' worth of stages (decision 0005, addendum). It adds at most this much to a write's latency per
- * wait, and nothing when calls are rarer than that. (LSM_SYNCFS_GAP_MS overrides it, for the benchmark's A/B.)
+ * wait, and nothing when calls are rarer than that.
  */
-export const SYNCFS_MIN_GAP_MS = Number(process.env.LSM_SYNCFS_GAP_MS ?? 10)
+export const SYNCFS_MIN_GAP_MS = 10
+
+let defaultGapMs = SYNCFS_MIN_GAP_MS
+
+/**
+ * setSyncfsMinGapMs changes the gap of barriers made from now on: main.ts sets it from LSM_SYNCFS_GAP_MS, for the
+ * benchmark's A/B runs only (decision 0005, addendum).
+ */
+export function setSyncfsMinGapMs(ms: number): void {
+  if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`syncfs gap must be a non-negative number of ms, got ${ms}`)
+  defaultGapMs = ms
+}
 
 /**
  * SyncBarrier runs at most one syncfs at a time on one filesystem, and starts them at least minGapMs apart. flush()
@@ -69,7 +80,7 @@ export class SyncBarrier {
   #lastStart = -Infinity
   #timer: NodeJS.Timeout | null = null
 
-  constructor(fd: number, fn: SyncfsFn, what: string, minGapMs = SYNCFS_MIN_GAP_MS) {
+  constructor(fd: number, fn: SyncfsFn, what: string, minGapMs = defaultGapMs) {
     this.#fd = fd
     this.#fn = fn
     this.#what = what
