@@ -195,7 +195,7 @@ export class WalPin {
    */
   #exchange(high: boolean, known?: ShmHeader): PinResult {
     const old = this.#slot
-    const r = this.#acquireSlot(high, old, known)
+    const r = this.#acquireSlot(high, old, this.#known(known))
     if (r.pinned) {
       if (old !== 0) {
         this.#lastSlot = old
@@ -210,16 +210,16 @@ export class WalPin {
     // unreadable or kept changing would fail that try too and leave the WAL unpinned, so the held slot stays then.
     if (r.reason !== NO_SLOT_FREE) return r
     this.release()
-    return this.#acquireSlot(false, 0)
+    return this.#acquireSlot(false, 0, this.#readHeader())
   }
 
-  #acquireSlot(high: boolean, keep: number, known?: ShmHeader, read?: IndexRead): PinResult {
+  #acquireSlot(high: boolean, keep: number, first: IndexRead | undefined): PinResult {
     this.#slot = 0
     let reason = NO_SLOT_FREE
     for (let attempt = 0; attempt < 10; attempt++) {
-      // The first try may start from the caller's fresh read (read: one whose marks are still in #buf): the
-      // verification below reads again anyway.
-      const hdr = attempt === 0 ? (read ?? this.#known(known)) : this.#readHeader()
+      // The first try starts from the caller's read (first: one whose marks are still in #buf), which may be a little
+      // stale: the verification below reads again anyway.
+      const hdr = attempt === 0 ? first : this.#readHeader()
       if (!hdr) {
         reason = 'wal index header unreadable'
         continue
@@ -295,7 +295,7 @@ export class WalPin {
     const mark = this.#heldMark
     if (!hdr || mark >= hdr.mxFrame) return { pinned: true, slot: old, mark } // unreadable: keep it; a raised mark stays
     // The read just made (its marks are in #buf) serves the first try; the pin is verified after locking anyway.
-    const r = this.#acquireSlot(false, old, undefined, hdr)
+    const r = this.#acquireSlot(false, old, hdr)
     if (!r.pinned || r.mark < mark) {
       // No other slot at or past the held mark (all taken): keep the held one, nothing changed.
       if (r.pinned) setLock(this.shmFd, 'none', READ_LOCK(r.slot), 1)
